@@ -1,0 +1,246 @@
+"""Noise schedules: the fixed forward process q(x_t | x_{t-1}) of a diffusion model.
+
+Everything else in the package indexes these tensors, so this module also fixes the
+conventions used everywhere.
+
+Time index
+----------
+The papers count steps t = 1..T, with x_0 the data and x_T (almost) pure noise.
+Code counts ``t = 0..T-1``, so the tensor entry ``beta[t]`` is the paper's
+beta_{t+1}, and ``alpha_bar[t]`` is the paper's alpha_bar_{t+1}. A network called with
+code index ``t`` denoises the paper's x_{t+1}. Sampling starts at code ``t = T-1``
+(paper x_T) and its last step, code ``t = 0``, returns the paper's x_0.
+This is the convention of diffusers and improved-diffusion.
+
+Names (paper symbol -> code -> diffusers' ``DDPMScheduler``)
+-------------------------------------------------------------
+=================================  ==================  =====================
+beta_t                             ``beta``            ``betas``
+alpha_t = 1 - beta_t               ``alpha``           ``alphas``
+alpha_bar_t = prod_{s<=t} alpha_s  ``alpha_bar``       ``alphas_cumprod``
+alpha_bar_{t-1} (alpha_bar_0 = 1)  ``alpha_bar_prev``  (``alphas_cumprod[t-1]``)
+beta_tilde_t (Ho et al. eq. 7)     ``beta_tilde``      ``_get_variance(t)``
+SNR(t) = alpha_bar_t/(1-alpha_bar)  ``snr``             --
+predicted x_0                      ``x0_pred``         ``pred_original_sample``
+x_t                                ``x_t``             ``sample``
+=================================  ==================  =====================
+
+All schedules are built in float64 (the products of ~1000 numbers close to 1 lose
+digits in float32) and cast to the working dtype only when used, by :func:`broadcast`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+ScheduleKind = Literal["linear", "cosine"]
+
+#: alpha_bar_T above this leaves visible signal in x_T although sampling starts from
+#: pure noise (see :meth:`Schedule.prior_kl_per_dim`). Linear T=1000 gives 4e-5.
+TERMINAL_ALPHA_BAR_WARN = 1e-3
+
+
+class TerminalSignalWarning(UserWarning):
+    """x_T still carries signal: q(x_T | x_0) is far from the N(0, I) that sampling uses."""
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    """A variance schedule beta_1..beta_T and the quantities derived from it.
+
+    Attributes (all float64 tensors of shape ``(T,)``, code index t = paper t - 1):
+        beta: forward-process variances beta_t (Ho et al. 2020, eq. 2).
+        alpha: 1 - beta_t.
+        alpha_bar: prod_{s <= t} alpha_s, so q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0,
+            (1 - alpha_bar_t) I) (Ho et al. eq. 4; Luo 2022 eq. 70).
+        alpha_bar_prev: alpha_bar_{t-1}, with alpha_bar_0 = 1 for the first step.
+        beta_tilde: posterior variance (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t
+            of q(x_{t-1} | x_t, x_0) (Ho et al. eq. 7). beta_tilde[0] = 0.
+        snr: signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t) (Kingma et al. 2021).
+        name: a short label such as ``"linear T=1000"``.
+    """
+
+    beta: torch.Tensor
+    alpha: torch.Tensor
+    alpha_bar: torch.Tensor
+    alpha_bar_prev: torch.Tensor
+    beta_tilde: torch.Tensor
+    snr: torch.Tensor
+    name: str = "custom"
+
+    @property
+    def T(self) -> int:  # noqa: N802 - the paper's symbol
+        """Number of diffusion steps."""
+        return self.beta.shape[0]
+
+    @classmethod
+    def from_beta(cls, beta: torch.Tensor, name: str = "custom", warn: bool = True) -> "Schedule":
+        """Build a schedule from betas; checks 0 < beta < 1 and T >= 1.
+
+        Args:
+            beta: ``(T,)`` variances of the forward steps, any float dtype.
+            name: label shown in plots and warnings.
+            warn: emit :class:`TerminalSignalWarning` when alpha_bar_T > 1e-3.
+        """
+        if not isinstance(beta, torch.Tensor):
+            raise TypeError(f"beta must be a torch.Tensor, got {type(beta).__name__}")
+        if beta.ndim != 1 or beta.shape[0] < 1:
+            raise ValueError(f"beta must have shape (T,) with T >= 1, got {tuple(beta.shape)}")
+        if not beta.is_floating_point():
+            raise TypeError(f"beta must be a float tensor, got dtype {beta.dtype}")
+        beta = beta.detach().to(device="cpu", dtype=torch.float64)
+        if not bool(((beta > 0) & (beta < 1)).all()):
+            raise ValueError(
+                f"beta must lie in (0, 1); got min {beta.min().item():.3g}, max {beta.max().item():.3g}"
+            )
+        alpha = 1.0 - beta
+        alpha_bar = torch.cumprod(alpha, dim=0)
+        alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
+        beta_tilde = beta * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
+        snr = alpha_bar / (1.0 - alpha_bar)
+        schedule = cls(beta, alpha, alpha_bar, alpha_bar_prev, beta_tilde, snr, name)
+        if warn and schedule.alpha_bar[-1].item() > TERMINAL_ALPHA_BAR_WARN:
+            warnings.warn(
+                f"{name}: alpha_bar_T = {schedule.alpha_bar[-1].item():.4g}, so x_T keeps "
+                f"{100 * math.sqrt(schedule.alpha_bar[-1].item()):.0f}% of the signal "
+                f"(sqrt(alpha_bar_T)) while sampling starts from pure noise; prior KL up to "
+                f"{schedule.prior_kl_per_dim():.3g} nats per pixel. Fix: linear_schedule(T, "
+                f"rescale=True), or cosine_schedule(T).",
+                TerminalSignalWarning,
+                stacklevel=3,
+            )
+        return schedule
+
+    def prior_kl_per_dim(self, x0_abs_max: float = 1.0) -> float:
+        """Worst-case KL(q(x_T | x_0) || N(0, 1)) per dimension, in nats, for |x_0| <= x0_abs_max.
+
+        KL(N(sqrt(a) x0, 1 - a) || N(0, 1)) = 0.5 * (a x0^2 - a - log(1 - a)) with
+        a = alpha_bar_T; it grows with x0^2, so the worst case is at |x0| = x0_abs_max.
+        This is the prior-matching term L_T of Ho et al. eq. 5 (Luo 2022 eq. 58).
+        """
+        a = self.alpha_bar[-1].item()
+        return 0.5 * (a * x0_abs_max**2 - a - math.log1p(-a))
+
+    def to_dict(self) -> dict:
+        """Summary for model cards and plots (plain Python numbers)."""
+        return {
+            "name": self.name,
+            "T": self.T,
+            "alpha_bar_T": self.alpha_bar[-1].item(),
+            "sqrt_alpha_bar_T": math.sqrt(self.alpha_bar[-1].item()),
+            "prior_kl_per_dim_max": self.prior_kl_per_dim(),
+        }
+
+
+def linear_schedule(
+    T: int, beta_start: float = 1e-4, beta_end: float = 0.02, rescale: bool = False, warn: bool = True
+) -> Schedule:
+    """Linear betas from beta_start to beta_end (Ho et al. 2020, section 4).
+
+    With ``rescale=True`` both ends are multiplied by 1000 / T, as improved-diffusion's
+    ``get_named_beta_schedule("linear", T)`` does (Nichol & Dhariwal 2021), so that a
+    short chain (T=300) still ends near pure noise: alpha_bar_T drops from 0.048 to 3.4e-5.
+
+    Args:
+        T: number of steps, >= 1.
+        beta_start, beta_end: betas of the first and last step before rescaling.
+        rescale: multiply both by 1000 / T.
+        warn: warn when x_T keeps signal (see :class:`TerminalSignalWarning`).
+    """
+    _check_T(T)
+    scale = 1000.0 / T if rescale else 1.0
+    beta = torch.linspace(beta_start * scale, beta_end * scale, T, dtype=torch.float64)
+    name = f"linear T={T}" + (" rescaled" if rescale else "")
+    return Schedule.from_beta(beta, name=name, warn=warn)
+
+
+def cosine_schedule(T: int, s: float = 0.008, max_beta: float = 0.999, warn: bool = True) -> Schedule:
+    """Cosine schedule of Nichol & Dhariwal 2021 (arXiv:2102.09672, eq. 17).
+
+    f(t) = cos^2(((t/T + s) / (1 + s)) * pi/2),  alpha_bar_t = f(t) / f(0),
+    beta_t = min(1 - alpha_bar_t / alpha_bar_{t-1}, max_beta).
+
+    Betas are computed from the ratio f(t)/f(t-1) as improved-diffusion does, then capped.
+    """
+    _check_T(T)
+    if not 0.0 < max_beta < 1.0:
+        raise ValueError(f"max_beta must lie in (0, 1), got {max_beta}")
+
+    def f(t: torch.Tensor) -> torch.Tensor:
+        return torch.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
+
+    steps = torch.arange(T, dtype=torch.float64)
+    beta = torch.clamp(1.0 - f(steps + 1) / f(steps), max=max_beta)
+    return Schedule.from_beta(beta, name=f"cosine T={T}", warn=warn)
+
+
+def make_schedule(kind: ScheduleKind, T: int, rescale: bool = False, warn: bool = True) -> Schedule:
+    """Schedule by name, as stored in training configs and model cards."""
+    if kind == "linear":
+        return linear_schedule(T, rescale=rescale, warn=warn)
+    if kind == "cosine":
+        if rescale:
+            raise ValueError("rescale applies to the linear schedule only")
+        return cosine_schedule(T, warn=warn)
+    raise ValueError(f"kind must be 'linear' or 'cosine', got {kind!r}")
+
+
+def broadcast(coef: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-timestep coefficients coef[t] shaped to broadcast against a batch.
+
+    The one helper every formula uses to index a schedule tensor.
+
+    Args:
+        coef: ``(T,)`` schedule tensor (float64 on the CPU).
+        t: ``(B,)`` integer code time indices in [0, T).
+        like: ``(B, ...)`` tensor whose dtype, device and rank the result takes.
+
+    Returns:
+        ``(B, 1, ..., 1)`` tensor with ``like.ndim`` dimensions.
+    """
+    t = check_t(t, coef.shape[0], batch=like.shape[0] if like.ndim > 0 else None)
+    out = coef.to(t.device)[t]  # (B,)
+    return out.to(device=like.device, dtype=like.dtype).reshape(-1, *([1] * (like.ndim - 1)))  # (B, 1, ..)
+
+
+def check_t(t: torch.Tensor, T: int, batch: int | None = None) -> torch.Tensor:
+    """Validate code time indices: integer tensor of shape (B,), values in [0, T)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"t must be a torch.Tensor of integer time indices, got {type(t).__name__}")
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"t must hold integer time indices in [0, T), got dtype {t.dtype}")
+    if t.ndim != 1:
+        raise ValueError(f"t must have shape (B,), got {tuple(t.shape)}")
+    if batch is not None and t.shape[0] != batch:
+        raise ValueError(f"t has batch size {t.shape[0]} but the data has batch size {batch}")
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= T):
+        raise ValueError(f"t must lie in [0, T) = [0, {T}), got values in [{int(t.min())}, {int(t.max())}]")
+    return t.long()
+
+
+def check_float(name: str, x: torch.Tensor) -> torch.Tensor:
+    """Raise a clear TypeError unless x is a floating-point tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a float tensor, got dtype {x.dtype}")
+    return x
+
+
+def check_same_shape(**tensors: torch.Tensor) -> None:
+    """Raise a ValueError naming the arguments unless all tensors have one shape."""
+    shapes = {name: tuple(x.shape) for name, x in tensors.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError("shape mismatch: " + ", ".join(f"{n} {s}" for n, s in shapes.items()))
+
+
+def _check_T(T: int) -> None:
+    if isinstance(T, bool) or not isinstance(T, int):
+        raise TypeError(f"T must be an int, got {type(T).__name__}")
+    if T < 1:
+        raise ValueError(f"T must be >= 1, got {T}")
