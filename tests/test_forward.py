@@ -75,7 +75,7 @@ def test_q_posterior_equals_bayes_rule():
 
 
 def test_q_posterior_at_first_step_is_x0():
-    s = linear_schedule(10, rescale=True)
+    s = cosine_schedule(10)
     x0 = torch.randn(4, 2, dtype=torch.float64)
     mu, var = q_posterior(s, x0, torch.randn(4, 2, dtype=torch.float64), torch.zeros(4, dtype=torch.long))
     torch.testing.assert_close(mu, x0)

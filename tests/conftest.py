@@ -1,0 +1,60 @@
+"""Shared test setup: a small CPU thread count, and MNIST for the tests that need it.
+
+Tests that need MNIST either take the session fixture ``mnist_root`` (the prepared data
+folder) or carry ``@pytest.mark.mnist``; both are skipped, with the reason, when MNIST
+is not on disk. Tests never download: run ``python -m course_ddpm.data`` (``make test``
+does) or set ``COURSE_DDPM_DATA``. With ``COURSE_DDPM_REQUIRE_MNIST=1`` (CI) a missing
+MNIST fails these tests instead of skipping them.
+
+``COURSE_DDPM_TEST_THREADS`` (default 2) sets torch's CPU threads.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(int(os.environ.get("COURSE_DDPM_TEST_THREADS", "2")))
+
+
+@functools.cache
+def _prepared_mnist() -> tuple[Path | None, str]:
+    """(data folder, "") if MNIST is usable offline, else (None, why not). Computed once."""
+    from course_ddpm.data import MNISTUnavailableError, prepare_mnist
+
+    try:
+        return prepare_mnist(download=False), ""
+    except MNISTUnavailableError as err:
+        return None, str(err)
+
+
+def _require_mnist() -> Path:
+    root, why = _prepared_mnist()
+    if root is None:
+        message = f"MNIST is not available offline.\n{why}"
+        if os.environ.get("COURSE_DDPM_REQUIRE_MNIST") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return root
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A test that takes the fixture is an MNIST test, so `-m "not mnist"` leaves it out.
+    for item in items:
+        if "mnist_root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.mnist)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("mnist") is not None:
+        _require_mnist()
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    """The prepared MNIST folder (holds MNIST/raw/); pass it as ``root=`` to course_ddpm.data."""
+    return _require_mnist()
