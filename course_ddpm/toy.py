@@ -68,6 +68,7 @@ class GaussianMixture:
 
     def noised_log_prob(self, schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """log q(x_t) of the noised data, ``(B, ...)`` -> ``(B,)`` (Gaussian convolution, closed form)."""
+        check_float("x_t", x_t)
         ab = broadcast(schedule.alpha_bar, t, x_t)
         return _mixture_log_prob(x_t, *self._params(x_t), scale=ab.sqrt(), var_add=1.0 - ab).flatten(1).sum(1)
 
