@@ -1,0 +1,161 @@
+"""Weights shipped inside the package, loaded without any network access.
+
+Each pretrained model is two files in ``course_ddpm/weights/``: ``<stem>.safetensors``
+(the tensors) and ``<stem>.json`` (its card: config, how it was trained, the exact
+command that reproduces it, and the sha256 of the ``.safetensors`` file). A card
+cannot hold its own hash, so :data:`REGISTRY` below records the sha256 of both files;
+:func:`load_pretrained` checks both before it builds a model.
+
+After training new weights into ``course_ddpm/weights/``, run
+``python -m course_ddpm.pretrained`` to print the hashes to paste into :data:`REGISTRY`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from course_ddpm.checkpoints import file_sha256
+
+PretrainedName = Literal["unet", "unet_cond", "classifier"]
+
+
+class PretrainedError(RuntimeError):
+    """A pretrained model is not shipped, or its files do not match :data:`REGISTRY`."""
+
+
+@dataclass(frozen=True)
+class PretrainedEntry:
+    """Where a pretrained model lives and the sha256 its two files must have.
+
+    ``weights_sha256``/``card_sha256`` are None until the weights are trained and
+    shipped; such an entry counts as not shipped.
+    """
+
+    stem: str
+    description: str
+    how_to_train: str
+    weights_sha256: str | None = None
+    card_sha256: str | None = None
+
+
+_TRAIN_UNET = (
+    "train one with `course-ddpm train` and use its checkpoint file "
+    "(course_ddpm.checkpoints.load_model, or --checkpoint PATH on the command line)"
+)
+
+REGISTRY: dict[str, PretrainedEntry] = {
+    "unet": PretrainedEntry("ddpm_unet", "unconditional DDPM U-Net on MNIST", _TRAIN_UNET),
+    "unet_cond": PretrainedEntry(
+        "ddpm_unet_cond", "class-conditional DDPM U-Net on MNIST (classifier-free guidance)", _TRAIN_UNET
+    ),
+    "classifier": PretrainedEntry(
+        "mnist_classifier",
+        "LeNet-style MNIST classifier (features for MNIST-FID, digit histograms)",
+        "retrain it with scripts/train_classifier.sh (a few CPU minutes)",
+        weights_sha256="fa15486bf999585ea3f4db3f7420aea407f70de09adca1b7ee0d21d6135ee85e",
+        card_sha256="66fff0dec531724171d1482ac2ef19505485421197e1a6d9a156ccaa97009452",
+    ),
+}
+
+
+def weights_dir() -> Path:
+    """The package's ``weights/`` folder (a real path: the package is not zipped)."""
+    return Path(str(resources.files("course_ddpm") / "weights"))
+
+
+def _entry(name: str) -> PretrainedEntry:
+    if name not in REGISTRY:
+        raise ValueError(f"name must be one of {sorted(REGISTRY)}, got {name!r}")
+    return REGISTRY[name]
+
+
+def _files(entry: PretrainedEntry) -> tuple[Path, Path]:
+    folder = weights_dir()
+    return folder / f"{entry.stem}.safetensors", folder / f"{entry.stem}.json"
+
+
+def is_shipped(name: PretrainedName) -> bool:
+    """True when both files exist and the registry holds their hashes (hashes not checked)."""
+    entry = _entry(name)
+    weights, card = _files(entry)
+    return entry.weights_sha256 is not None and entry.card_sha256 is not None and weights.is_file() and card.is_file()
+
+
+def list_pretrained() -> list[str]:
+    """Names that :func:`load_pretrained` can load from this installation."""
+    return [name for name in REGISTRY if is_shipped(name)]
+
+
+def verify(name: PretrainedName) -> tuple[Path, Path]:
+    """Check both files of ``name`` against :data:`REGISTRY` and the card; return their paths.
+
+    Raises:
+        PretrainedError: a file is missing (not shipped yet) or a hash does not match.
+    """
+    entry = _entry(name)
+    weights, card = _files(entry)
+    if not is_shipped(name):
+        missing = [p.name for p in (weights, card) if not p.is_file()]
+        why = f"missing {', '.join(missing)}" if missing else "no sha256 registered in course_ddpm.pretrained.REGISTRY"
+        raise PretrainedError(
+            f"pretrained {name!r} ({entry.description}) is not shipped in {weights_dir()}: {why}. "
+            f"Shipped: {list_pretrained() or 'none'}. Instead, {entry.how_to_train}."
+        )
+    for path, expected in ((weights, entry.weights_sha256), (card, entry.card_sha256)):
+        actual = file_sha256(path)
+        if actual != expected:
+            raise PretrainedError(
+                f"{path} has sha256 {actual}, but course_ddpm.pretrained.REGISTRY expects {expected}: "
+                "the file is corrupt or was replaced; reinstall the package or re-register the hashes"
+            )
+    recorded = json.loads(card.read_text(encoding="utf-8")).get("weights_sha256")
+    if recorded is not None and recorded != entry.weights_sha256:
+        raise PretrainedError(
+            f"{card} records sha256 {recorded} for {weights.name}, but the registry has {entry.weights_sha256}"
+        )
+    return weights, card
+
+
+def load_pretrained(name: PretrainedName = "unet", device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Load a shipped model (eval mode) and its card, after checking both files' sha256.
+
+    Never touches the network. ``"unet"``/``"unet_cond"`` are diffusion models
+    (``model(x_t, t, y=None) -> eps_pred``), ``"classifier"`` the
+    :class:`course_ddpm.classifier.MNISTClassifier`.
+
+    Raises:
+        ValueError: unknown name.
+        PretrainedError: not shipped, or a hash mismatch.
+    """
+    weights, _ = verify(name)
+    if name == "classifier":
+        from course_ddpm.classifier import load_classifier
+
+        return load_classifier(weights, device)
+    from course_ddpm.checkpoints import load_model
+
+    model, card = load_model(weights, device)
+    return model.eval(), card
+
+
+def _registry_lines() -> list[str]:
+    """REGISTRY hashes of the files now in ``weights/`` (for pasting after training)."""
+    lines = []
+    for name, entry in REGISTRY.items():
+        weights, card = _files(entry)
+        if weights.is_file() and card.is_file():
+            lines.append(f"{name}: weights_sha256={file_sha256(weights)!r}, card_sha256={file_sha256(card)!r}")
+        else:
+            lines.append(f"{name}: not present")
+    return lines
+
+
+if __name__ == "__main__":
+    print("\n".join(_registry_lines()))  # noqa: T201 - command-line entry point

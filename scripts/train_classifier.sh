@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Retrain the shipped MNIST classifier (course_ddpm/weights/mnist_classifier.*) from scratch
+# on one CPU thread, then print the sha256 lines to paste into
+# course_ddpm/pretrained.py:REGISTRY["classifier"] (the package refuses unregistered files).
+#
+#   scripts/train_classifier.sh            # PYTHON=... to pick the interpreter
+#
+# Needs MNIST offline (see `python -m course_ddpm.data`); takes a few CPU minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python}"
+"$PYTHON" -m course_ddpm.data --no-download
+"$PYTHON" -m course_ddpm.classifier --epochs 8 --seed 0 --out course_ddpm/weights/mnist_classifier
+"$PYTHON" -m course_ddpm.pretrained

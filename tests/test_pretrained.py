@@ -1,0 +1,134 @@
+"""Tests for course_ddpm.pretrained: shipped files, hash checks, offline loading."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import socket
+
+import pytest
+import torch
+
+from course_ddpm import pretrained
+from course_ddpm.classifier import MNISTClassifier
+from course_ddpm.pretrained import PretrainedError, list_pretrained, load_pretrained
+
+WEIGHTS = pretrained.weights_dir()
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_classifier_is_shipped_with_matching_hashes():
+    entry = pretrained.REGISTRY["classifier"]
+    weights, card = WEIGHTS / f"{entry.stem}.safetensors", WEIGHTS / f"{entry.stem}.json"
+    assert "classifier" in list_pretrained()
+    assert sha256(weights) == entry.weights_sha256
+    assert sha256(card) == entry.card_sha256
+    assert json.loads(card.read_text())["weights_sha256"] == entry.weights_sha256
+
+
+def test_shipped_classifier_card_says_how_to_reproduce_it():
+    _, card = load_pretrained("classifier")
+    assert card["command"].startswith("python -m course_ddpm.classifier ")
+    assert f"--epochs {card['epochs']}" in card["command"] and f"--seed {card['seed']}" in card["command"]
+    assert card["test_accuracy"] >= 0.99
+    assert card["cpu_minutes"] > 0
+
+
+def test_load_pretrained_classifier_without_network(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("load_pretrained tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    model, card = load_pretrained("classifier")
+    assert isinstance(model, MNISTClassifier) and not model.training
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.mnist
+def test_shipped_classifier_is_99_percent_accurate_on_test_digits():
+    from course_ddpm.classifier import accuracy
+    from course_ddpm.data import load_mnist
+
+    model, _ = load_pretrained("classifier")
+    x, y = load_mnist(train=False)
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:2000]
+    assert accuracy(model, x[idx], y[idx]) >= 0.99
+
+
+def test_unknown_name_is_a_value_error():
+    with pytest.raises(ValueError, match="must be one of"):
+        load_pretrained("resnet")
+
+
+def test_missing_weights_give_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(pretrained, "weights_dir", lambda: tmp_path)
+    assert list_pretrained() == []
+    with pytest.raises(PretrainedError, match=r"'classifier'.*not shipped.*missing mnist_classifier.safetensors"):
+        load_pretrained("classifier")
+
+
+def test_unregistered_weights_count_as_not_shipped(monkeypatch):
+    entry = dataclasses.replace(pretrained.REGISTRY["classifier"], weights_sha256=None, card_sha256=None)
+    monkeypatch.setitem(pretrained.REGISTRY, "classifier", entry)
+    assert "classifier" not in list_pretrained()
+    with pytest.raises(PretrainedError, match="no sha256 registered"):
+        load_pretrained("classifier")
+
+
+def _copy_classifier(tmp_path):
+    stem = pretrained.REGISTRY["classifier"].stem
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(WEIGHTS / f"{stem}{suffix}", tmp_path / f"{stem}{suffix}")
+    return tmp_path / f"{stem}.safetensors", tmp_path / f"{stem}.json"
+
+
+def test_corrupt_weight_file_is_refused(monkeypatch, tmp_path):
+    weights, _ = _copy_classifier(tmp_path)
+    monkeypatch.setattr(pretrained, "weights_dir", lambda: tmp_path)
+    load_pretrained("classifier")  # the intact copy loads
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(PretrainedError, match="mnist_classifier.safetensors has sha256"):
+        load_pretrained("classifier")
+
+
+def test_edited_card_is_refused(monkeypatch, tmp_path):
+    _, card = _copy_classifier(tmp_path)
+    monkeypatch.setattr(pretrained, "weights_dir", lambda: tmp_path)
+    card.write_text(card.read_text().replace('"epochs"', '"epochs_"'))
+    with pytest.raises(PretrainedError, match="mnist_classifier.json has sha256"):
+        load_pretrained("classifier")
+
+
+def test_diffusion_model_path_loads_through_checkpoints(monkeypatch, tmp_path):
+    # The U-Net weights are trained later; check the loading path with a tiny stand-in.
+    from course_ddpm.checkpoints import save_model
+    from course_ddpm.networks import build_model
+
+    torch.manual_seed(0)
+    net = build_model("unet", base_channels=8, channel_mults=(1, 2), attention=False, groups=4)
+    stem = pretrained.REGISTRY["unet"].stem
+    save_model(tmp_path / f"{stem}.safetensors", net, {"step": 1})
+    files = [tmp_path / f"{stem}.safetensors", tmp_path / f"{stem}.json"]
+    hashes = {"weights_sha256": sha256(files[0]), "card_sha256": sha256(files[1])}
+    entry = dataclasses.replace(pretrained.REGISTRY["unet"], **hashes)
+    monkeypatch.setitem(pretrained.REGISTRY, "unet", entry)
+    monkeypatch.setattr(pretrained, "weights_dir", lambda: tmp_path)
+    assert list_pretrained() == ["unet"]
+    model, card = load_pretrained("unet")
+    assert card["step"] == 1 and not model.training
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([0, 5])
+    torch.testing.assert_close(model(x, t), net.eval()(x, t))
+
+
+@pytest.mark.skipif("unet" in list_pretrained(), reason="the U-Net weights are shipped")
+def test_unshipped_unet_says_so():
+    with pytest.raises(PretrainedError, match="not shipped"):
+        load_pretrained("unet")
