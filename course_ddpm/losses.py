@@ -86,6 +86,24 @@ def weighted_eps_mse_coefficient(schedule: Schedule, variance: VarianceType = "f
     return s.beta**2 / (2.0 * sigma_sq * s.alpha * (1.0 - s.alpha_bar))
 
 
+def weighted_x0_mse_coefficient(schedule: Schedule) -> torch.Tensor:
+    """Weight that turns each KL term into a weighted MSE on x_0, for sigma_t^2 = beta_tilde_t.
+
+        L_{t-1} = 1/2 (SNR(t-1) - SNR(t)) ||x_0 - x0_theta(x_t, t)||^2
+
+    with SNR(t) = alpha_bar_t / (1 - alpha_bar_t) (Kingma et al. 2021, "Variational
+    Diffusion Models", eq. 13; Luo 2022, the x_0-prediction form of the denoising
+    matching term). It follows from Ho et al. eq. 8 with mu_tilde written in x_0.
+
+    Returns:
+        ``(T,)`` float64 indexed by code t; entry 0 is inf (SNR(0) of clean data), where
+        the decoder term replaces the KL.
+    """
+    s = schedule
+    snr_prev = s.alpha_bar_prev / (1.0 - s.alpha_bar_prev)  # inf at code t = 0
+    return 0.5 * (snr_prev - s.snr)
+
+
 # --- Gaussians ----------------------------------------------------------------------
 
 

@@ -442,3 +442,25 @@ def test_luo_forms_validate_their_inputs():
         elbo_consistency_form(s, torch.zeros(31, 4, 2, dtype=torch.float64), lambda x_t, t: x_t[:, :1])
     with pytest.raises(TypeError, match="trajectory"):
         elbo_consistency_form(s, torch.zeros(31, 4, 1, dtype=torch.long), model)
+
+
+def test_weighted_x0_mse_coefficient_equals_the_kl():
+    """KL(q(x_{t-1}|x_t,x0) || p_theta) = 1/2 (SNR(t-1) - SNR(t)) ||x0 - x0_pred||^2 for sigma^2 = beta_tilde."""
+    from course_ddpm.forward import q_posterior, q_sample
+    from course_ddpm.losses import normal_kl, weighted_x0_mse_coefficient
+    from course_ddpm.reverse import p_mean_variance
+    from course_ddpm.schedules import cosine_schedule
+
+    s = cosine_schedule(100)
+    g = torch.Generator().manual_seed(5)
+    x0 = torch.rand(32, 1, generator=g, dtype=torch.float64) * 2 - 1
+    eps = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    t = torch.randint(1, 100, (32,), generator=g)
+    x_t = q_sample(s, x0, t, eps)
+    eps_pred = eps + 0.2 * torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    mu_tilde, beta_tilde = q_posterior(s, x0, x_t, t)
+    p = p_mean_variance(s, x_t, t, eps_pred, variance="fixed_small")
+    kl = normal_kl(mu_tilde, beta_tilde.log(), p.mean, p.log_variance)
+    weight = weighted_x0_mse_coefficient(s)
+    torch.testing.assert_close(kl, weight[t].unsqueeze(1) * (x0 - p.x0_pred) ** 2, rtol=1e-8, atol=1e-12)
+    assert weight[0].item() == float("inf") and bool((weight[1:] > 0).all())
