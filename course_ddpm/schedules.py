@@ -154,6 +154,11 @@ def linear_schedule(
     """
     _check_T(T)
     scale = 1000.0 / T if rescale else 1.0
+    if beta_end * scale >= 1.0:
+        raise ValueError(
+            f"rescale=True multiplies beta_end={beta_end} by 1000/T = {scale:.4g}, giving a beta >= 1; "
+            f"use T > {1000.0 * beta_end:g}, or cosine_schedule(T)"
+        )
     beta = torch.linspace(beta_start * scale, beta_end * scale, T, dtype=torch.float64)
     name = f"linear T={T}" + (" rescaled" if rescale else "")
     return Schedule.from_beta(beta, name=name, warn=warn)

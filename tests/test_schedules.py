@@ -110,6 +110,12 @@ def test_bad_betas(beta, error, match):
         Schedule.from_beta(beta)
 
 
+def test_rescale_needs_a_long_enough_chain():
+    with pytest.raises(ValueError, match="use T > 20"):
+        linear_schedule(20, rescale=True)
+    assert linear_schedule(21, rescale=True).beta[-1].item() < 1
+
+
 def test_bad_T():
     with pytest.raises(ValueError, match="T must be >= 1"):
         linear_schedule(0)

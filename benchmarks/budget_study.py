@@ -1,0 +1,337 @@
+"""Training-budget study: MNIST-FID after the same CPU time of training, for three networks.
+
+SimpleUNet, the course's default UNet and diffusers' UNet2DModel in the HF diffusion
+course's MNIST configuration (built by ``bench_networks.DiffusersUNet``) each train for
+``--budget-s`` CPU seconds (``time.process_time``: all threads of this process, so the
+budget measures work done even when other jobs share the cores) with the same recipe:
+L_simple = ||eps - eps_theta(x_t, t)||^2 (Ho et al. 2020, arXiv:2006.11239, Algorithm 1
+and eq. 14), linear schedule T = 1000, AdamW, warm-up, gradient clipping and an EMA of
+the weights, the same batch size, learning rate and seed, and the same batches (same
+data order, t and eps draws). The models take turns, one step each (the one with the
+least CPU time so far goes next), so all of them see the same load on the machine.
+
+The training step is :func:`course_ddpm.training.train`'s, assembled from the package's
+pieces (``draw_batch``, ``diffusion_loss``, ``lr_at``, ``ema_update``/``ema_decay_at``),
+because ``train`` stops after a number of steps, not a time budget.
+
+Then each model's EMA weights (``--weights raw`` for the trained ones) draw ``--n``
+images with DDIM, 50 steps, eta = 0 (Song et al. 2021, arXiv:2010.02502), from the same
+x_T for every model, and the study reports steps done, images seen, MNIST-FID against
+the MNIST test set with the floor (N real training images) and ceiling (N noise images)
+at the same N, the digit histogram's KL from uniform and the mean classifier confidence.
+
+  python benchmarks/budget_study.py --threads 1 --budget-s 600 --n 1000 --json budget_study.json
+  python benchmarks/budget_study.py --budget-s 10 --n 100                         # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from course_ddpm.evaluation import (
+    NUM_DIGITS,
+    digit_histogram,
+    fid_reference_points,
+    generate,
+    kl_from_uniform,
+    mean_confidence,
+    mnist_fid,
+)
+from course_ddpm.networks import build_model, count_parameters
+from course_ddpm.schedules import Schedule, make_schedule
+from course_ddpm.training import (
+    EpochSampler,
+    TrainConfig,
+    derive_seed,
+    diffusion_loss,
+    draw_batch,
+    ema_decay_at,
+    ema_update,
+    lr_at,
+)
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)  # benchmarks/ is a folder of scripts, not a package
+from bench_networks import DiffusersUNet  # noqa: E402
+
+SAMPLE_STEPS = 50  # DDIM steps for the evaluation samples (Song et al. 2021, Table 1)
+LOSS_WINDOW = 50  # steps per point of the recorded loss curve, and for the final loss
+
+
+def _simple_unet(config: TrainConfig) -> nn.Module:
+    return build_model("simple_unet", T=config.T)
+
+
+def _unet(config: TrainConfig) -> nn.Module:
+    return build_model("unet")
+
+
+def _diffusers_unet(config: TrainConfig) -> nn.Module:
+    return DiffusersUNet()  # eps = unet(x_t, t).sample
+
+
+#: --models keys -> (label for the table, builder). Every model is called as model(x_t, t, y=None).
+MODELS: dict[str, tuple[str, Callable[[TrainConfig], nn.Module]]] = {
+    "simple_unet": ("SimpleUNet", _simple_unet),
+    "unet": ("UNet (default)", _unet),
+    "diffusers": ("diffusers UNet2DModel (HF course)", _diffusers_unet),
+}
+
+
+@dataclass(eq=False)
+class Trainee:
+    """One model in training: weights, EMA, optimizer, its own (identically seeded) random
+    streams, and its clocks. ``cpu_s``/``wall_s`` count training steps only."""
+
+    key: str
+    label: str
+    model: nn.Module
+    ema_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    sampler: EpochSampler
+    noise_generator: torch.Generator
+    step: int = 0
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    losses: list[float] = field(default_factory=list)
+
+
+def start_trainee(key: str, label: str, build: Callable[[TrainConfig], nn.Module], config: TrainConfig,
+                  n_data: int) -> Trainee:  # fmt: skip
+    """A fresh model, seeded as :func:`course_ddpm.training.train` seeds one, with its EMA copy and AdamW."""
+    torch.manual_seed(config.seed)
+    model = build(config).train()
+    ema_model = copy.deepcopy(model).requires_grad_(False).eval()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sampler = EpochSampler(n_data, derive_seed(config.seed, "data order"))
+    noise_generator = torch.Generator().manual_seed(derive_seed(config.seed, "t, eps, labels"))
+    return Trainee(key, label, model, ema_model, optimizer, sampler, noise_generator)
+
+
+def warm_up(trainee: Trainee, x: torch.Tensor, config: TrainConfig) -> None:
+    """One forward and backward pass, thrown away, so lazy initialisation is not charged to the budget.
+
+    Draws nothing from the trainee's random streams and changes no weights.
+    """
+    B = min(config.batch_size, len(x))
+    trainee.model(x[:B], torch.zeros(B, dtype=torch.long)).mean().backward()
+    trainee.model.zero_grad(set_to_none=True)
+
+
+def train_step(trainee: Trainee, schedule: Schedule, x: torch.Tensor, config: TrainConfig) -> float:
+    """One step of Ho et al. 2020, Algorithm 1, as ``course_ddpm.training`` takes it; returns the loss."""
+    batch = draw_batch(x, None, trainee.sampler, trainee.noise_generator, config, None)
+    loss = diffusion_loss(trainee.model, schedule, batch, config.precision)  # L_simple, eq. 14
+    trainee.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    value = loss.item()
+    if not math.isfinite(value):
+        raise RuntimeError(f"{trainee.label}: loss is {value} at step {trainee.step + 1}; try a lower --lr")
+    if config.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(trainee.model.parameters(), config.grad_clip)
+    for group in trainee.optimizer.param_groups:
+        group["lr"] = lr_at(config, trainee.step)
+    trainee.optimizer.step()
+    ema_update(trainee.ema_model, trainee.model, ema_decay_at(config.ema_decay, trainee.step))
+    trainee.step += 1
+    return value
+
+
+def train_for_budget(trainees: list[Trainee], schedule: Schedule, x: torch.Tensor, config: TrainConfig,
+                     budget_s: float, progress: bool = True) -> None:  # fmt: skip
+    """Train until every trainee has used ``budget_s`` CPU seconds; the one behind takes the next step."""
+    if not budget_s > 0:
+        raise ValueError(f"budget_s must be > 0, got {budget_s}")
+    for trainee in trainees:
+        warm_up(trainee, x, config)
+    bar = tqdm(total=round(budget_s * len(trainees)), desc="train", unit="CPU-s", disable=not progress)
+    try:
+        while True:
+            active = [tr for tr in trainees if tr.cpu_s < budget_s]
+            if not active:
+                break
+            trainee = min(active, key=lambda tr: tr.cpu_s)
+            cpu, wall = time.process_time(), time.perf_counter()
+            trainee.losses.append(train_step(trainee, schedule, x, config))
+            used = time.process_time() - cpu
+            trainee.cpu_s += used
+            trainee.wall_s += time.perf_counter() - wall
+            bar.update(used)
+    finally:
+        bar.close()
+
+
+def _window_means(values: list[float], window: int) -> list[float]:
+    return [sum(values[i : i + window]) / len(values[i : i + window]) for i in range(0, len(values), window)]
+
+
+def run_budget_study(
+    models: dict[str, tuple[str, Callable[[TrainConfig], nn.Module]]],
+    x: torch.Tensor,
+    config: TrainConfig,
+    *,
+    budget_s: float,
+    n: int,
+    weights: Literal["ema", "raw"] = "ema",
+    sample_batch_size: int = 250,
+    progress: bool = True,
+) -> dict:
+    """Train every model for ``budget_s`` CPU seconds on ``x``, then sample and measure it.
+
+    Args:
+        models: key -> (label, builder(config) -> model called as model(x_t, t, y=None)).
+        x: training images ``(N, 1, 28, 28)`` in [-1, 1].
+        config: batch_size, lr, weight_decay, warmup_steps, ema_decay, grad_clip, seed,
+            schedule, T, rescale and precision are used; its model and steps fields are not.
+        budget_s: CPU seconds of training per model.
+        n: samples per model (DDIM, 50 steps, eta 0, seed ``config.seed``).
+        weights: sample from the EMA weights or the trained ones.
+    Returns:
+        a JSON-safe dict; see :func:`format_table`.
+    """
+    if weights not in ("ema", "raw"):
+        raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
+    if not models:
+        raise ValueError("models is empty")
+    if config.conditional:
+        raise ValueError("the budget study trains unconditional models; set conditional=False")
+    schedule = make_schedule(config.schedule, config.T, config.rescale)
+    trainees = [start_trainee(key, label, build, config, len(x)) for key, (label, build) in models.items()]
+    train_for_budget(trainees, schedule, x, config, budget_s, progress)
+    reference = fid_reference_points(n, seed=config.seed)
+    results = []
+    for tr in trainees:
+        model = tr.ema_model if weights == "ema" else tr.model.eval()
+        wall = time.perf_counter()
+        samples, _ = generate(model, schedule, n=n, sampler="ddim", steps=min(SAMPLE_STEPS, config.T), eta=0.0,
+                              seed=config.seed, batch_size=sample_batch_size, progress=progress)  # fmt: skip
+        sample_wall = time.perf_counter() - wall
+        counts, fractions = digit_histogram(samples)
+        images = tr.step * config.batch_size
+        last = tr.losses[-LOSS_WINDOW:]
+        results.append({
+            "key": tr.key, "label": tr.label, "params": count_parameters(tr.model), "steps": tr.step,
+            "images_seen": images, "epochs": images / len(x), "cpu_s": tr.cpu_s, "wall_s": tr.wall_s,
+            "images_per_cpu_s": images / tr.cpu_s, "final_loss": sum(last) / len(last),
+            "loss_curve": _window_means(tr.losses, LOSS_WINDOW), "n": n, "sample_wall_s": sample_wall,
+            "fid": mnist_fid(samples), "fid_floor": reference["floor"], "fid_ceiling": reference["ceiling"],
+            "digit_counts": [int(c) for c in counts], "digit_fractions": [float(f) for f in fractions],
+            "kl_from_uniform": kl_from_uniform(fractions), "mean_confidence": mean_confidence(samples),
+        })  # fmt: skip
+    return {
+        "budget_s": budget_s,
+        "weights": weights,
+        "sampler": f"ddim, {min(SAMPLE_STEPS, config.T)} steps, eta 0",
+        "loss_window": LOSS_WINDOW,
+        "threads": torch.get_num_threads(),
+        "train_images": len(x),
+        "config": config.to_dict(),
+        "results": results,
+    }
+
+
+def format_table(study: dict) -> str:
+    """The study as a markdown table with a heading line and the digit histograms."""
+    c = study["config"]
+    lines = [
+        f"{study['budget_s']:g} CPU-s of training per model, {study['threads']} thread(s); {c['schedule']} "
+        f"T={c['T']}, batch {c['batch_size']}, AdamW lr {c['lr']:g} (warm-up {c['warmup_steps']} steps), "
+        f"grad clip {c['grad_clip']}, EMA {c['ema_decay']}, seed {c['seed']}, {study['train_images']} training "
+        f"images; samples: {study['weights']} weights, {study['sampler']}, same x_T for every model.",
+        "",
+        f"| model | params | steps | images seen | epochs | CPU-s | img/CPU-s | wall-s "
+        f"| final loss (last {study['loss_window']}) | N | MNIST-FID | FID floor at N | FID ceiling at N "
+        "| digit KL (nats) | mean confidence | sampling s/img |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in study["results"]:
+        lines.append(
+            f"| {r['label']} | {r['params']:,} | {r['steps']} | {r['images_seen']:,} | {r['epochs']:.2f} "
+            f"| {r['cpu_s']:.1f} | {r['images_per_cpu_s']:.0f} | {r['wall_s']:.0f} | {r['final_loss']:.4f} | {r['n']} | {r['fid']:.2f} "
+            f"| {r['fid_floor']:.2f} | {r['fid_ceiling']:.0f} | {r['kl_from_uniform']:.4f} "
+            f"| {r['mean_confidence']:.4f} | {r['sample_wall_s'] / r['n']:.4f} |"
+        )
+    lines += [
+        "",
+        "| model | " + " | ".join(str(k) for k in range(NUM_DIGITS)) + " |",
+        "|---|" + "---:|" * NUM_DIGITS,
+    ]
+    for r in study["results"]:
+        lines.append(f"| {r['label']} | " + " | ".join(f"{f:.3f}" for f in r["digit_fractions"]) + " |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget-s", type=float, default=600.0, help="CPU seconds of training per model (default 600)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--n", type=int, default=1000, help="samples per model for the FID (default 1000)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3, as the shipped model)")
+    p.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps)
+    p.add_argument("--ema-decay", type=float, default=TrainConfig.ema_decay)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {list(MODELS)}")
+    p.add_argument("--weights", choices=("ema", "raw"), default="ema", help="sample from EMA (default) or raw weights")
+    p.add_argument("--sample-batch-size", type=int, default=250)
+    p.add_argument("--mnist-root", default=None, help="data folder for course_ddpm.data.load_mnist")
+    p.add_argument("--json", default=None, help="write the results to this JSON file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Command line: run the study, print the table, write --json; returns the JSON dict."""
+    from course_ddpm.data import load_mnist
+
+    args = parse_args(argv)
+    keys = [k.strip() for k in args.models.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in MODELS]
+    if unknown or not keys:
+        raise SystemExit(f"--models: unknown {unknown or '(none given)'}; choose from {list(MODELS)}")
+    torch.set_num_threads(args.threads)
+    config = TrainConfig(
+        schedule="linear", T=1000, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
+        ema_decay=args.ema_decay, seed=args.seed, data_root=args.mnist_root,
+    )  # fmt: skip
+    x, _ = load_mnist(train=True, root=args.mnist_root)
+    start = time.perf_counter()
+    study = run_budget_study(
+        {k: MODELS[k] for k in keys}, x, config, budget_s=args.budget_s, n=args.n, weights=args.weights,
+        sample_batch_size=args.sample_batch_size, progress=not args.no_progress,
+    )  # fmt: skip
+    study["meta"] = {
+        "argv": sys.argv[1:] if argv is None else list(argv),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()} {platform.processor()}".strip(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "total_wall_s": time.perf_counter() - start,
+    }
+    if args.json:  # first, so that a closed pipe (| head) cannot lose the results
+        Path(args.json).write_text(json.dumps(study, indent=2) + "\n", encoding="utf-8")
+    print(f"\nTraining-budget study ({study['meta']['total_wall_s']:.0f} s in all)\n")
+    print(format_table(study))
+    if args.json:
+        print(f"\nwrote {args.json}")
+    return study
+
+
+if __name__ == "__main__":
+    main()

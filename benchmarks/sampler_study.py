@@ -1,0 +1,326 @@
+"""Sampler study: DDPM with all T steps against DDIM with 10-100 steps, on one trained model.
+
+Every configuration samples from the same model, starting from the same x_T (one draw of
+N(0, I) for the seed, shared by all configurations; the noise z added during sampling
+comes from a fresh generator per configuration), and is measured the same way:
+
+* seconds per sample (wall clock and CPU), and the speed-up over DDPM with
+  sigma_t^2 = beta_tilde_t ("fixed_small"); the number of network calls per sample is
+  the number of steps, T for DDPM and K for DDIM;
+* MNIST-FID against the 10,000 MNIST test images (:func:`course_ddpm.evaluation.mnist_fid`),
+  with the floor (N real training images) and the ceiling (N images of uniform noise)
+  at the same N (:func:`course_ddpm.evaluation.fid_reference_points`). FID falls with N
+  even for perfect samples, so FIDs at different N are not comparable;
+* the digit histogram of the classifier's predictions, its KL divergence from uniform
+  (nats) and the mean classifier confidence.
+
+Configurations (``--configs`` takes comma-separated names or shell patterns):
+
+  ddpm_small, ddpm_large    Ho et al. 2020 (arXiv:2006.11239), Algorithm 2, all T steps,
+                            sigma_t^2 = beta_tilde_t or beta_t (section 3.2)
+  ddimK_etaE                Song et al. 2021 (arXiv:2010.02502), eq. 12 with sigma from
+                            eq. 16, K in {10, 20, 50, 100}, eta in {0, 0.5, 1}
+
+The full run of the issue (10,000 samples per configuration) takes hours on a CPU; see
+benchmarks/README.md for the commands and the time each part takes.
+
+  python benchmarks/sampler_study.py --threads 2 --json sampler_study.json
+  python benchmarks/sampler_study.py --n 50 --ddpm-n 10 --configs ddpm_small,ddim50_eta0   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import fnmatch
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from course_ddpm.checkpoints import load_model, schedule_from_card
+from course_ddpm.evaluation import (
+    NUM_DIGITS,
+    digit_histogram,
+    fid_reference_points,
+    kl_from_uniform,
+    mean_confidence,
+    mnist_fid,
+)
+from course_ddpm.samplers import sample
+from course_ddpm.schedules import Schedule
+from course_ddpm.training import derive_seed
+
+DDIM_STEPS = (10, 20, 50, 100)
+DDIM_ETAS = (0.0, 0.5, 1.0)
+
+PUBLISHED = (
+    "Published expectation (Song et al. 2021, DDIM, arXiv:2010.02502, Table 1, CIFAR10, Inception-FID): "
+    "DDIM with 50 steps reaches within 1.0-1.5x the FID of DDPM with 1000 steps, with 20x fewer network "
+    "calls (the abstract: 10x to 50x faster in wall-clock time). Compare the ratio FID(ddim50_eta0) / "
+    "FID(ddpm_*) at the same N (the last column when --ddpm-n differs from --n), not the numbers "
+    "themselves: MNIST-FID is not Inception-FID."
+)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """One sampler setting. steps=None means all T steps (DDPM); variance is DDPM's only."""
+
+    name: str
+    sampler: Literal["ddpm", "ddim"]
+    steps: int | None = None
+    eta: float = 0.0
+    variance: Literal["fixed_small", "fixed_large"] = "fixed_small"
+
+    def network_calls(self, T: int) -> int:
+        """Network evaluations per sample: T for DDPM, K for K-step DDIM."""
+        return T if self.steps is None else self.steps
+
+
+def default_configs() -> list[SamplerConfig]:
+    """The 14 configurations of the study: 2 DDPM variances, 4 DDIM step counts x 3 etas."""
+    configs = [
+        SamplerConfig("ddpm_small", "ddpm", variance="fixed_small"),
+        SamplerConfig("ddpm_large", "ddpm", variance="fixed_large"),
+    ]
+    for steps in DDIM_STEPS:
+        for eta in DDIM_ETAS:
+            configs.append(SamplerConfig(f"ddim{steps}_eta{eta:g}", "ddim", steps=steps, eta=eta))
+    return configs
+
+
+def select_configs(patterns: str | None, configs: list[SamplerConfig]) -> list[SamplerConfig]:
+    """Configurations whose name matches any comma-separated name or pattern (None: all)."""
+    if patterns is None:
+        return list(configs)
+    wanted = [p.strip() for p in patterns.split(",") if p.strip()]
+    unknown = [p for p in wanted if not any(fnmatch.fnmatchcase(c.name, p) for c in configs)]
+    if unknown:
+        raise ValueError(f"--configs: {unknown} match no configuration; known: {[c.name for c in configs]}")
+    return [c for c in configs if any(fnmatch.fnmatchcase(c.name, p) for p in wanted)]
+
+
+def draw_x_T(n: int, seed: int, image_shape: tuple[int, ...] = (1, 28, 28)) -> torch.Tensor:
+    """The shared starting noise x_T ~ N(0, I), ``(n, *image_shape)``: the same for every configuration."""
+    return torch.randn((n, *image_shape), generator=torch.Generator().manual_seed(seed))
+
+
+def run_config(
+    model: nn.Module,
+    schedule: Schedule,
+    config: SamplerConfig,
+    x_T: torch.Tensor,
+    *,
+    seed: int,
+    batch_size: int,
+    progress: bool = True,
+) -> tuple[torch.Tensor, float, float]:
+    """Sample ``len(x_T)`` images with one configuration, in batches, from the given x_T.
+
+    Returns:
+        samples ``(N, 1, 28, 28)`` on the CPU, wall seconds, CPU seconds (all threads).
+    """
+    noise = torch.Generator().manual_seed(derive_seed(seed, f"sampler noise {config.name}"))  # fresh per config
+    batches = []
+    wall, cpu = time.perf_counter(), time.process_time()
+    for x_T_batch in tqdm(x_T.split(batch_size), desc=config.name, unit="batch", disable=not progress):
+        result = sample(
+            model, schedule, tuple(x_T_batch.shape), sampler=config.sampler, steps=config.steps, eta=config.eta,
+            variance=config.variance, generator=noise, x_T=x_T_batch, progress=False,
+        )  # fmt: skip
+        batches.append(result.x0.float().cpu())
+    return torch.cat(batches), time.perf_counter() - wall, time.process_time() - cpu
+
+
+def measure(samples: torch.Tensor) -> dict:
+    """MNIST-FID against the test set, digit counts and fractions, their KL from uniform, mean confidence."""
+    counts, fractions = digit_histogram(samples)
+    return {
+        "fid": mnist_fid(samples),
+        "digit_counts": [int(c) for c in counts],
+        "digit_fractions": [float(f) for f in fractions],
+        "kl_from_uniform": kl_from_uniform(fractions),
+        "mean_confidence": mean_confidence(samples),
+    }
+
+
+def run_study(
+    model: nn.Module,
+    schedule: Schedule,
+    configs: list[SamplerConfig],
+    *,
+    n: int,
+    ddpm_n: int | None = None,
+    seed: int = 0,
+    batch_size: int = 250,
+    progress: bool = True,
+) -> dict:
+    """Run every configuration and measure it; a JSON-safe dict (see :func:`format_tables`).
+
+    DDPM configurations sample ``ddpm_n`` images (default ``n``) from the first ``ddpm_n``
+    of the shared x_T, DDIM ones ``n``. ``reference`` holds the FID floor and ceiling at
+    each N used; ``speedup`` is relative to ``ddpm_small`` (None when it was not run).
+    ``fid_common_n`` is every configuration's FID on its first ``common_n = min(n, ddpm_n)``
+    samples, which start from the same x_T in all configurations: the like-for-like
+    comparison when ``ddpm_n`` differs from ``n``.
+    """
+    ddpm_n = n if ddpm_n is None else ddpm_n
+    for name, value in (("n", n), ("ddpm_n", ddpm_n)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 60_000:
+            raise ValueError(f"{name} must be an int in [2, 60000], got {value!r}")
+    if not configs:
+        raise ValueError("configs is empty")
+    T = schedule.T
+    sizes = {c.name: ddpm_n if c.sampler == "ddpm" else n for c in configs}
+    common_n = min(sizes.values())
+    x_T = draw_x_T(max(sizes.values()), seed)
+    reference = {N: fid_reference_points(N, seed=seed) for N in sorted(set(sizes.values()))}
+    results = []
+    for config in configs:
+        N = sizes[config.name]
+        samples, wall, cpu = run_config(
+            model, schedule, config, x_T[:N], seed=seed, batch_size=batch_size, progress=progress
+        )
+        results.append({
+            **asdict(config), "network_calls": config.network_calls(T), "n": N, "wall_s": wall, "cpu_s": cpu,
+            "wall_s_per_sample": wall / N, "cpu_s_per_sample": cpu / N, **measure(samples),
+            "fid_floor": reference[N]["floor"], "fid_ceiling": reference[N]["ceiling"],
+        })  # fmt: skip
+        results[-1]["fid_common_n"] = results[-1]["fid"] if N == common_n else mnist_fid(samples[:common_n])
+    base = next((r for r in results if r["name"] == "ddpm_small"), None)
+    for r in results:
+        r["speedup"] = None if base is None else base["wall_s_per_sample"] / r["wall_s_per_sample"]
+        r["speedup_cpu"] = None if base is None else base["cpu_s_per_sample"] / r["cpu_s_per_sample"]
+        r["call_ratio"] = T / r["network_calls"]
+    return {
+        "T": T,
+        "seed": seed,
+        "batch_size": batch_size,
+        "threads": torch.get_num_threads(),
+        "common_n": common_n,
+        "reference": {str(N): {"floor": v["floor"], "ceiling": v["ceiling"]} for N, v in reference.items()},
+        "published": PUBLISHED,
+        "results": results,
+    }
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def format_tables(study: dict) -> str:
+    """The study as two markdown tables (measures; digit histograms), the FID yardsticks and the expectation."""
+    common_n = study["common_n"]
+    mixed = any(r["n"] != common_n for r in study["results"])  # some FIDs at another N: add a like-for-like column
+    lines = [
+        f"T = {study['T']}, seed {study['seed']}, batch {study['batch_size']}, {study['threads']} thread(s); "
+        "same x_T for every configuration; speed-up = DDPM fixed_small s/sample / this s/sample (wall clock).",
+        "",
+        "| config | sampler | steps (calls/sample) | eta | variance | N | s/sample (wall) | CPU-s/sample "
+        "| speed-up (wall) | speed-up (calls) | MNIST-FID | FID floor at N | FID ceiling at N | digit KL (nats) "
+        "| mean confidence |" + (f" MNIST-FID, first {common_n} samples (same x_T) |" if mixed else ""),
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if mixed else ""),
+    ]
+    for r in study["results"]:
+        variance = r["variance"] if r["sampler"] == "ddpm" else "-"
+        lines.append(
+            f"| {r['name']} | {r['sampler']} | {r['network_calls']} | {r['eta']:g} | {variance} | {r['n']} "
+            f"| {r['wall_s_per_sample']:.4f} | {r['cpu_s_per_sample']:.4f} | {_fmt(r['speedup'], '.1f')} "
+            f"| {r['call_ratio']:.0f} | {r['fid']:.2f} | {r['fid_floor']:.2f} | {r['fid_ceiling']:.0f} "
+            f"| {r['kl_from_uniform']:.4f} | {r['mean_confidence']:.4f} |"
+            + (f" {r['fid_common_n']:.2f} |" if mixed else "")
+        )
+    lines += [
+        "",
+        "Digit histogram (fraction of samples the classifier assigns to each digit; uniform = 0.100):",
+        "",
+        "| config | N | " + " | ".join(str(k) for k in range(NUM_DIGITS)) + " |",
+        "|---|---:|" + "---:|" * NUM_DIGITS,
+    ]
+    for r in study["results"]:
+        lines.append(f"| {r['name']} | {r['n']} | " + " | ".join(f"{f:.3f}" for f in r["digit_fractions"]) + " |")
+    if any(r["n"] < study["batch_size"] for r in study["results"]):
+        lines += ["", "Note: some configurations ran with N below the batch size, i.e. smaller batches; "
+                      "seconds per sample are then higher and the wall-clock speed-ups not like for like."]
+    lines += ["", "MNIST-FID yardsticks at each N (FIDs at different N are not comparable):", ""]
+    for N, ref in study["reference"].items():
+        lines.append(f"- N = {N}: floor {ref['floor']:.2f} (N real training images), "
+                     f"ceiling {ref['ceiling']:.0f} (N images of uniform noise)")  # fmt: skip
+    lines += ["", study["published"]]
+    return "\n".join(lines)
+
+
+def load_checkpoint(checkpoint: str) -> tuple[nn.Module, dict]:
+    """``"pretrained"``: the shipped ``load_pretrained("unet")``; else a path for :func:`load_model`."""
+    if checkpoint == "pretrained":
+        from course_ddpm.pretrained import REGISTRY, load_pretrained
+
+        model, card = load_pretrained("unet")
+        return model, {**card, "weights_sha256": REGISTRY["unet"].weights_sha256}
+    return load_model(checkpoint)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default="pretrained", help="'pretrained' (the shipped UNet) or a model file")
+    p.add_argument("--n", type=int, default=10_000, help="samples per DDIM configuration (default 10000)")
+    p.add_argument("--ddpm-n", type=int, default=None, help="samples per DDPM configuration (default: --n)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--configs", default=None,
+                   help="comma-separated names or patterns, e.g. 'ddpm_small,ddim50_*' (default: all 14)")
+    p.add_argument("--json", default=None, help="write the results to this JSON file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Command line: run the study, print the tables, write --json; returns the JSON dict."""
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    configs = select_configs(args.configs, default_configs())
+    model, card = load_checkpoint(args.checkpoint)
+    schedule = schedule_from_card(card)
+    start = time.perf_counter()
+    study = run_study(
+        model, schedule, configs, n=args.n, ddpm_n=args.ddpm_n, seed=args.seed, batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    study["meta"] = {
+        "checkpoint": args.checkpoint,
+        "checkpoint_step": card.get("step"),
+        "weights_sha256": card.get("weights_sha256"),
+        "model": card.get("model"),
+        "schedule": (card.get("schedule") or {}).get("name"),
+        "argv": sys.argv[1:] if argv is None else list(argv),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()} {platform.processor()}".strip(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "total_wall_s": time.perf_counter() - start,
+    }
+    meta = study["meta"]
+    if args.json:  # first, so that a closed pipe (| head) cannot lose the results
+        Path(args.json).write_text(json.dumps(study, indent=2) + "\n", encoding="utf-8")
+    load = "n/a" if meta["load_average"] is None else f"{meta['load_average'][0]:.1f}"
+    print(f"\nSampler study: checkpoint {args.checkpoint} (step {meta['checkpoint_step']}, weights sha256 "
+          f"{str(meta['weights_sha256'])[:12]}), schedule {meta['schedule']}, load average {load}, "
+          f"{meta['total_wall_s']:.0f} s in all\n")  # fmt: skip
+    print(format_tables(study))
+    if args.json:
+        print(f"\nwrote {args.json}")
+    return study
+
+
+if __name__ == "__main__":
+    main()

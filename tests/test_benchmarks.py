@@ -1,0 +1,196 @@
+"""Smoke tests for the study scripts in benchmarks/ (sampler study, training-budget study).
+
+The scripts are run end to end on tiny stand-in models (T = 20, a few images) through
+their ``main`` functions, and the structure of what they return, write and print is
+checked; properties the studies rely on are checked directly: DDIM with eta = 0 gives
+the same images whatever the batch size, and two models built alike see the same batches.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from course_ddpm.checkpoints import load_model, save_model, schedule_card
+from course_ddpm.evaluation import mnist_fid
+from course_ddpm.networks import build_model
+from course_ddpm.pretrained import list_pretrained
+from course_ddpm.samplers import sample
+from course_ddpm.schedules import linear_schedule
+from course_ddpm.training import TrainConfig
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+# T = 20 leaves signal in x_T (a warning the package gives on purpose); fine for smoke tests.
+pytestmark = pytest.mark.filterwarnings("ignore::course_ddpm.schedules.TerminalSignalWarning")
+needs_classifier = pytest.mark.skipif("classifier" not in list_pretrained(), reason="classifier weights not shipped")
+
+
+def _load_script(name: str):
+    """Import benchmarks/<name>.py as a module (benchmarks/ is a folder of scripts, not a package)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def keep_threads():
+    """The scripts' main() sets torch's thread count; put it back afterwards."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_unet() -> torch.nn.Module:
+    return build_model("unet", base_channels=8, channel_mults=(1, 2), attention=False)
+
+
+def _table_rows(text: str, first_cell: str) -> list[list[str]]:
+    return [line.strip("|").split("|") for line in text.splitlines() if line.startswith(f"| {first_cell} |")]
+
+
+def _check_histogram(r: dict, n: int) -> None:
+    assert sum(r["digit_counts"]) == n
+    assert math.isclose(sum(r["digit_fractions"]), 1.0, abs_tol=1e-9)
+    assert 0.0 <= r["kl_from_uniform"] <= math.log(10) + 1e-9
+    assert 0.0 < r["mean_confidence"] <= 1.0
+    assert r["fid_floor"] < r["fid_ceiling"] and r["fid"] >= -1e-6
+
+
+# ------------------------------------------------------------------------ sampler study
+def test_sampler_configs_and_selection():
+    study = _load_script("sampler_study")
+    configs = study.default_configs()
+    names = [c.name for c in configs]
+    assert len(configs) == 2 + 4 * 3 and len(set(names)) == len(names)
+    assert {(c.steps, c.eta) for c in configs if c.sampler == "ddim"} == {
+        (k, e) for k in (10, 20, 50, 100) for e in (0.0, 0.5, 1.0)
+    }
+    assert {c.variance for c in configs if c.sampler == "ddpm"} == {"fixed_small", "fixed_large"}
+    assert [c.name for c in study.select_configs("ddim50_*,ddpm_large", configs)] == [
+        "ddpm_large", "ddim50_eta0", "ddim50_eta0.5", "ddim50_eta1",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="ddim7"):
+        study.select_configs("ddim7_eta0", configs)
+
+
+def test_ddim_eta0_samples_do_not_depend_on_batch_size():
+    """The study samples in batches from a shared x_T; deterministic DDIM must not notice."""
+    study = _load_script("sampler_study")
+    torch.manual_seed(0)
+    model, schedule = tiny_unet().eval(), linear_schedule(20, warn=False)
+    config = study.SamplerConfig("ddim5_eta0", "ddim", steps=5, eta=0.0)
+    x_T = study.draw_x_T(6, seed=3)
+    batched, _, _ = study.run_config(model, schedule, config, x_T, seed=0, batch_size=4, progress=False)
+    whole = sample(model, schedule, (6, 1, 28, 28), sampler="ddim", steps=5, eta=0.0, x_T=x_T, progress=False).x0
+    torch.testing.assert_close(batched, whole, rtol=1e-5, atol=1e-5)
+
+
+@needs_classifier
+def test_sampler_study_main_on_a_tiny_checkpoint(tmp_path, mnist_root, keep_threads, capsys):
+    study = _load_script("sampler_study")
+    torch.manual_seed(0)
+    card = {"schedule": schedule_card("linear", 20, False)}
+    checkpoint = save_model(tmp_path / "tiny.safetensors", tiny_unet(), card)
+    out = tmp_path / "study.json"
+    result = study.main([
+        "--checkpoint", str(checkpoint), "--n", "6", "--ddpm-n", "4", "--configs", "ddpm_*,ddim10_eta0,ddim10_eta1",
+        "--batch-size", "4", "--threads", "1", "--json", str(out), "--no-progress",
+    ])  # fmt: skip
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    rows = result["results"]
+    assert [r["name"] for r in rows] == ["ddpm_small", "ddpm_large", "ddim10_eta0", "ddim10_eta1"]
+    assert [r["n"] for r in rows] == [4, 4, 6, 6]
+    assert [r["network_calls"] for r in rows] == [20, 20, 10, 10]
+    assert [r["call_ratio"] for r in rows] == [1.0, 1.0, 2.0, 2.0]
+    assert rows[0]["speedup"] == pytest.approx(1.0)
+    for r in rows:
+        assert r["speedup"] == pytest.approx(rows[0]["wall_s_per_sample"] / r["wall_s_per_sample"])
+        assert r["wall_s_per_sample"] == pytest.approx(r["wall_s"] / r["n"])
+        _check_histogram(r, r["n"])
+        assert r["fid_floor"] == result["reference"][str(r["n"])]["floor"]
+    assert set(result["reference"]) == {"4", "6"} and result["common_n"] == 4
+    # the like-for-like column: DDIM's first 4 samples start from the x_T the DDPM rows used
+    model, _ = load_model(checkpoint)
+    first4 = sample(model, linear_schedule(20, warn=False), (4, 1, 28, 28), sampler="ddim", steps=10, eta=0.0,
+                    x_T=study.draw_x_T(6, seed=0)[:4], progress=False).x0  # fmt: skip
+    assert rows[2]["fid_common_n"] == pytest.approx(mnist_fid(first4), rel=1e-4)
+    assert [r["fid_common_n"] == r["fid"] for r in rows] == [True, True, False, False]
+    assert result["meta"]["checkpoint_step"] is None and result["T"] == 20
+
+    printed = capsys.readouterr().out
+    header = next(line for line in printed.splitlines() if line.startswith("| config | sampler |"))
+    assert header.endswith("MNIST-FID, first 4 samples (same x_T) |")
+    for name in ("ddpm_small", "ddpm_large", "ddim10_eta0", "ddim10_eta1"):
+        measures, histogram = _table_rows(printed, name)
+        assert len(measures) == header.count("|") - 1 and len(histogram) == 2 + 10
+    assert "Song et al. 2021" in printed and "N = 4: floor" in printed and "N = 6: floor" in printed
+
+
+# ------------------------------------------------------------------ training-budget study
+def _tiny_config(**changes) -> TrainConfig:
+    return TrainConfig(**{"T": 20, "batch_size": 8, "warmup_steps": 2, "lr": 1e-3, "seed": 0, **changes})
+
+
+def test_budget_study_models_see_the_same_batches():
+    """Same seed, same data order, t and eps: two models built alike take identical steps,
+    and the warm-up pass neither changes weights nor draws from the random streams."""
+    budget = _load_script("budget_study")
+    config, schedule = _tiny_config(), linear_schedule(20, warn=False)
+    x = torch.rand(32, 1, 28, 28) * 2 - 1
+    a = budget.start_trainee("a", "a", lambda c: tiny_unet(), config, len(x))
+    b = budget.start_trainee("b", "b", lambda c: tiny_unet(), config, len(x))
+    budget.warm_up(b, x, config)
+    losses_a = [budget.train_step(a, schedule, x, config) for _ in range(3)]
+    losses_b = [budget.train_step(b, schedule, x, config) for _ in range(3)]
+    assert losses_a == losses_b
+    for p_a, p_b in zip(a.model.parameters(), b.model.parameters()):
+        torch.testing.assert_close(p_a, p_b, rtol=0, atol=0)
+    moved = [not torch.equal(p, q) for p, q in zip(a.model.parameters(), a.ema_model.parameters())]
+    assert any(moved)  # the EMA lags behind the trained weights
+
+
+@needs_classifier
+def test_budget_study_run_on_tiny_models(mnist_root, keep_threads):
+    budget = _load_script("budget_study")
+    from course_ddpm.data import load_mnist
+
+    x = load_mnist(train=True, root=mnist_root)[0][:64]
+    models = {"tiny": ("tiny UNet", lambda c: tiny_unet()), "simple": ("SimpleUNet", budget.MODELS["simple_unet"][1])}
+    result = budget.run_budget_study(models, x, _tiny_config(), budget_s=0.3, n=4, progress=False)
+    json.dumps(result)  # JSON-safe
+    assert [r["key"] for r in result["results"]] == ["tiny", "simple"]
+    for r in result["results"]:
+        assert r["cpu_s"] >= 0.3 and r["steps"] >= 1
+        assert r["images_seen"] == 8 * r["steps"] and r["epochs"] == pytest.approx(r["images_seen"] / 64)
+        assert math.isfinite(r["final_loss"]) and len(r["loss_curve"]) == math.ceil(r["steps"] / budget.LOSS_WINDOW)
+        _check_histogram(r, 4)
+    table = budget.format_table(result)
+    assert len(_table_rows(table, "tiny UNet")) == 2 and len(_table_rows(table, "SimpleUNet")) == 2
+
+
+@needs_classifier
+@pytest.mark.slow
+def test_budget_study_main_with_the_diffusers_adapter(tmp_path, mnist_root, keep_threads, capsys):
+    pytest.importorskip("diffusers")
+    budget = _load_script("budget_study")
+    out = tmp_path / "budget.json"
+    result = budget.main([
+        "--models", "unet,diffusers", "--budget-s", "0.5", "--batch-size", "4", "--n", "2", "--threads", "1",
+        "--mnist-root", str(mnist_root), "--json", str(out), "--no-progress",
+    ])  # fmt: skip
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert [r["label"] for r in result["results"]] == ["UNet (default)", "diffusers UNet2DModel (HF course)"]
+    assert result["config"]["T"] == 1000 and result["sampler"] == "ddim, 50 steps, eta 0"
+    for r in result["results"]:
+        _check_histogram(r, 2)
+    assert "| diffusers UNet2DModel (HF course) |" in capsys.readouterr().out
