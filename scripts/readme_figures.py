@@ -1,0 +1,57 @@
+"""Draw the README's pictures from the package and the shipped weights.
+
+    python scripts/readme_figures.py            # writes docs/forward_reverse.png, docs/samples.png
+
+Forward: one MNIST test digit noised by q(x_t | x_0) (linear schedule, T = 1000).
+Reverse: one DDPM ancestral trajectory of the shipped UNet, x_t and its x_0 estimate.
+Samples: 64 DDIM samples (50 steps, eta = 0) of the shipped UNet, seed 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import torch  # noqa: E402
+
+from course_ddpm import linear_schedule, load_pretrained  # noqa: E402
+from course_ddpm.checkpoints import schedule_from_card  # noqa: E402
+from course_ddpm.data import load_mnist  # noqa: E402
+from course_ddpm.plotting import image_grid, noising_strip, trajectory_strip  # noqa: E402
+from course_ddpm.samplers import sample  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("docs"))
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    x_test, _ = load_mnist(train=False)
+    fig = noising_strip(x_test[0], {"forward q(x_t | x_0)": linear_schedule(1000)},
+                        fractions=(0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0))  # fmt: skip
+    fig.savefig(args.out / "forward.png", dpi=100, bbox_inches="tight")
+
+    model, card = load_pretrained("unet")
+    schedule = schedule_from_card(card)
+    result = sample(model, schedule, (1, 1, 28, 28), sampler="ddpm", generator=torch.Generator().manual_seed(3),
+                    record=True, progress=False)  # fmt: skip
+    keep = torch.linspace(0, len(result.timesteps) - 1, 8).round().long()  # 8 of the T steps
+    t_shown = [result.timesteps[k] for k in keep.tolist()]
+    fig = trajectory_strip(result.trajectory[keep, 0], result.x0_preds[keep, 0], t_shown)
+    fig.savefig(args.out / "reverse.png", dpi=100, bbox_inches="tight")
+
+    result = sample(model, schedule, (64, 1, 28, 28), sampler="ddim", steps=50, eta=0.0,
+                    generator=torch.Generator().manual_seed(0), progress=False)  # fmt: skip
+    fig = image_grid(result.x0, ncols=16, size=0.6)
+    fig.savefig(args.out / "samples.png", dpi=100, bbox_inches="tight")
+    print(f"wrote {args.out}/forward.png, reverse.png, samples.png")
+
+
+if __name__ == "__main__":
+    main()
