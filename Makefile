@@ -17,6 +17,11 @@ TESTS ?= tests/
 TEST_TIMEOUT ?= 900
 CELL_TIMEOUT ?= 1800
 
+# torch's OpenMP threads spin while they wait; when anything else runs on the cores (a
+# browser, a second kernel, a busy laptop) that made notebook cells 10-75x slower here.
+# PASSIVE lets them sleep instead; it must be set before torch is imported.
+export OMP_WAIT_POLICY ?= PASSIVE
+
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.course_ddpm-installed
 SANITIZE := $(wildcard notebooks/nbval_sanitize.cfg)
