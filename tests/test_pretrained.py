@@ -128,7 +128,41 @@ def test_diffusion_model_path_loads_through_checkpoints(monkeypatch, tmp_path):
     torch.testing.assert_close(model(x, t), net.eval()(x, t))
 
 
-@pytest.mark.skipif("unet" in list_pretrained(), reason="the U-Net weights are shipped")
-def test_unshipped_unet_says_so():
+def test_unshipped_model_says_so():
+    """The class-conditional U-Net has no registered hashes (not trained yet): a clear error."""
+    assert "unet_cond" not in list_pretrained()
     with pytest.raises(PretrainedError, match="not shipped"):
-        load_pretrained("unet")
+        load_pretrained("unet_cond")
+
+
+def test_shipped_unet_files_match_the_registry_and_card():
+    entry = pretrained.REGISTRY["unet"]
+    weights, card_path = WEIGHTS / f"{entry.stem}.safetensors", WEIGHTS / f"{entry.stem}.json"
+    assert sha256(weights) == entry.weights_sha256 and sha256(card_path) == entry.card_sha256
+    card = json.loads(card_path.read_text())
+    assert card["weights_sha256"] == entry.weights_sha256
+    # the reproduce command trains exactly the shipped number of steps, on the shipped schedule
+    assert f"--steps {card['step']}" in card["reproduce"] and f"--T {card['schedule']['T']}" in card["reproduce"]
+    log = [json.loads(line) for line in (WEIGHTS / card["loss_log"]).read_text().splitlines()]
+    assert log[-1]["step"] == card["step"] and log[-1]["loss"] < log[0]["loss"]
+
+
+@pytest.mark.mnist
+def test_shipped_unet_predicts_the_noise(monkeypatch, mnist_root):
+    """The shipped model's eps-MSE on unseen test digits is far below the 1.0 of predicting eps = 0."""
+    from course_ddpm.checkpoints import schedule_from_card
+    from course_ddpm.data import load_mnist
+    from course_ddpm.forward import q_sample
+    from course_ddpm.losses import l_simple
+
+    monkeypatch.setattr(socket.socket, "connect", lambda *a, **k: (_ for _ in ()).throw(AssertionError("network")))
+    model, card = load_pretrained("unet")
+    schedule = schedule_from_card(card)
+    x0 = load_mnist(train=False, root=mnist_root)[0][:64]
+    g = torch.Generator().manual_seed(0)
+    for step in (50, 300, 700):
+        t = torch.full((64,), step)
+        eps = torch.randn(x0.shape, generator=g)
+        with torch.no_grad():
+            mse = l_simple(eps, model(q_sample(schedule, x0, t, eps), t)).item()
+        assert mse < 0.2, (step, mse)
