@@ -343,6 +343,20 @@ def model_from_config_dict(d: dict) -> nn.Module:
     return build_model(name, **{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+def receptive_field(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, pixel: tuple[int, int]) -> torch.Tensor:
+    """|d eps_pred[0, 0, i, j] / d x_t[0]| summed over channels, ``(H, W)``.
+
+    Non-zero exactly on the input pixels that output pixel (i, j) depends on: the
+    measured receptive field (9x9 for :class:`SimpleUNet`, the whole image for :class:`UNet`).
+
+    Args:
+        x_t: ``(1, C, H, W)`` input; t: ``(1,)`` code time index; pixel: output (i, j).
+    """
+    x_t = x_t.detach().clone().requires_grad_(True)
+    model(x_t, t)[0, 0, pixel[0], pixel[1]].backward()
+    return x_t.grad[0].abs().sum(0)  # (H, W)
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of scalar parameters (trainable or not)."""
     return sum(p.numel() for p in model.parameters())

@@ -161,17 +161,13 @@ cells = [
     is non-zero exactly where that output looks.
     """),
     code(r"""
-    def receptive_field(model, t, pixel=(14, 14)):
-        # |d eps_pred[pixel] / d x_t| for one random x_t: non-zero where the output pixel looks
-        x_t = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(0), requires_grad=True)
-        eps_pred = model(x_t, torch.tensor([t]))
-        eps_pred[0, 0, pixel[0], pixel[1]].backward()
-        return x_t.grad[0, 0].abs()  # (28, 28)
-
-
     torch.manual_seed(0)
     simple, unet = networks.SimpleUNet(), networks.UNet()
-    fields = {"SimpleUNet": receptive_field(simple, t=100), "UNet": receptive_field(unet, t=100)}
+    x_t = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))  # one random input
+    t = torch.tensor([100])
+    # |d eps_pred[14, 14] / d x_t|: non-zero where that output pixel looks
+    fields = {name: networks.receptive_field(model, x_t, t, pixel=(14, 14))
+              for name, model in {"SimpleUNet": simple, "UNet": unet}.items()}
     for name, grad in fields.items():
         rows, cols = (grad > 0).nonzero().unbind(1)
         print(f"{name:10s}: output pixel (14, 14) depends on {int((grad > 0).sum()):3d} input pixels, "
