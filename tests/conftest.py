@@ -58,3 +58,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def mnist_root() -> Path:
     """The prepared MNIST folder (holds MNIST/raw/); pass it as ``root=`` to course_ddpm.data."""
     return _require_mnist()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of many tiny ops, where threads only add overhead
+    (10x on a busy 2-core box); the previous count is restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

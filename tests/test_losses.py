@@ -30,13 +30,7 @@ from course_ddpm.schedules import cosine_schedule, linear_schedule
 from course_ddpm.toy import GaussianMixture
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tests run many tiny ops, where intra-op threads only add overhead (10x on a busy 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many tiny ops (tests/conftest.py)
 
 
 LN2 = math.log(2.0)

@@ -14,13 +14,7 @@ from course_ddpm.schedules import cosine_schedule, linear_schedule
 from course_ddpm.toy import GaussianMixture
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tests run many tiny ops, where intra-op threads only add overhead (10x on a busy 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many tiny ops (tests/conftest.py)
 
 
 MIXTURE = GaussianMixture((0.2, 0.5, 0.3), (-0.6, 0.1, 0.7), (0.1, 0.2, 0.05))
