@@ -18,7 +18,8 @@ Interface (every model here):
     integer labels or None; eps_pred has the shape of x_t.
 
 Helpers: :func:`build_model`, :func:`model_to_config_dict`, :func:`model_from_config_dict`,
-:func:`count_parameters`, :func:`flops_per_image`.
+:func:`count_parameters`, :func:`flops_per_image`, :func:`receptive_field`,
+:func:`block_summary`.
 """
 
 from __future__ import annotations
@@ -355,6 +356,50 @@ def receptive_field(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, pixel:
     x_t = x_t.detach().clone().requires_grad_(True)
     model(x_t, t)[0, 0, pixel[0], pixel[1]].backward()
     return x_t.grad[0].abs().sum(0)  # (H, W)
+
+
+@dataclass(frozen=True)
+class BlockRow:
+    """One top-level block of a :class:`UNet` on the path of one image: see :func:`block_summary`."""
+
+    name: str  # attribute path, e.g. "down[2]"
+    kind: str  # class name, "+attn" when it carries self-attention
+    output_shape: tuple[int, ...]  # (C, H, W), or (emb_dim,) for the time MLP
+    parameters: int
+
+
+def block_summary(unet: UNet, image_shape: tuple[int, int, int] | None = None) -> list[BlockRow]:
+    """The top-level blocks of ``unet`` in the order one image runs through them.
+
+    One forward pass at t = 0 (and the null label on a conditional model) with forward
+    hooks on time_mlp, conv_in, each down block, mid1, mid2, each up block and out records
+    what each block outputs. The rows' parameters plus the class embedding's (if any)
+    add up to ``count_parameters(unet)``.
+    """
+    if not isinstance(unet, UNet):
+        raise TypeError(f"block_summary needs a UNet, got {type(unet).__name__}")
+    shape = image_shape or (unet.config.in_channels, 28, 28)
+    blocks = [("time_mlp", unet.time_mlp), ("conv_in", unet.conv_in)]
+    blocks += [(f"down[{i}]", m) for i, m in enumerate(unet.down)] + [("mid1", unet.mid1), ("mid2", unet.mid2)]
+    blocks += [(f"up[{i}]", m) for i, m in enumerate(unet.up)] + [("out", unet.out)]
+    rows: list[BlockRow] = []
+
+    def record(name: str, module: nn.Module):
+        def hook(_module, _inputs, output):
+            attn = " +attn" if isinstance(getattr(module, "attn", None), SelfAttention) else ""
+            rows.append(BlockRow(name, type(module).__name__ + attn, tuple(output.shape[1:]), count_parameters(module)))
+
+        return hook
+
+    handles = [module.register_forward_hook(record(name, module)) for name, module in blocks]
+    device = next(unet.parameters()).device
+    try:
+        with torch.no_grad():
+            unet(torch.zeros(1, *shape, device=device), torch.zeros(1, dtype=torch.long, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return rows
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -16,6 +16,7 @@ from course_ddpm.networks import (
     SimpleUNetConfig,
     UNet,
     UNetConfig,
+    block_summary,
     build_model,
     count_parameters,
     flops_per_image,
@@ -115,6 +116,34 @@ def test_unet_conv_path_alone_sees_whole_image():
     assert not any(isinstance(m, (nn.GroupNorm, SelfAttention)) for m in model.modules())
     x = torch.randn(1, 1, 28, 28, dtype=torch.float64)
     assert (input_grad(model, x, torch.tensor([10]), 14, 14) > 0).all()
+
+
+# ------------------------------------------------------------------ block summary
+@pytest.mark.parametrize("num_classes", [None, 10])
+def test_block_summary_shapes_and_parameters_add_up(num_classes):
+    unet = build_model("unet", num_classes=num_classes)  # the default: base 16, mults (1, 2, 2)
+    rows = block_summary(unet)
+    names = [r.name for r in rows]
+    assert names[:2] == ["time_mlp", "conv_in"] and names[-1] == "out" and names.count("mid1") == 1
+    assert len(rows) == 2 + len(unet.down) + 2 + len(unet.up) + 1
+    by_name = {r.name: r for r in rows}
+    assert by_name["time_mlp"].output_shape == (64,)  # emb_dim = 4 * base
+    assert by_name["conv_in"].output_shape == (16, 28, 28)
+    assert by_name["mid1"].output_shape == (32, 7, 7) and by_name["mid1"].kind == "ResAttnBlock +attn"
+    assert by_name["out"].output_shape == (1, 28, 28)
+    # the resolutions 28 -> 14 -> 7 and back, and attention exactly at 7x7
+    assert [r.output_shape[1] for r in rows if r.name.startswith("down")] == [28, 14, 14, 7, 7]
+    assert all(("+attn" in r.kind) == (r.output_shape[1:] == (7, 7) and "ResAttn" in r.kind) for r in rows[1:])
+    class_emb = 0 if unet.class_emb is None else count_parameters(unet.class_emb)
+    assert sum(r.parameters for r in rows) + class_emb == count_parameters(unet)
+
+
+def test_block_summary_removes_its_hooks_and_rejects_other_models():
+    unet = build_model("unet", **SMALL_UNET)
+    block_summary(unet)
+    assert all(not m._forward_hooks for m in unet.modules())
+    with pytest.raises(TypeError, match="needs a UNet"):
+        block_summary(build_model("simple_unet"))
 
 
 # ---------------------------------------------------------------------- conditioning
