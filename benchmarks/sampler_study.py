@@ -26,6 +26,12 @@ benchmarks/README.md for the commands and the time each part takes.
 
   python benchmarks/sampler_study.py --threads 2 --json sampler_study.json
   python benchmarks/sampler_study.py --n 50 --ddpm-n 10 --configs ddpm_small,ddim50_eta0   # smoke run
+
+On two cores, run two parts side by side (one thread each, same --n and --ddpm-n) and merge:
+
+  python benchmarks/sampler_study.py --configs 'ddpm_small,ddim*' --json a.json &
+  python benchmarks/sampler_study.py --configs ddpm_large --json b.json; wait
+  python benchmarks/sampler_study.py --merge a.json b.json --json sampler_study.json
 """
 
 from __future__ import annotations
@@ -196,11 +202,7 @@ def run_study(
             "fid_floor": reference[N]["floor"], "fid_ceiling": reference[N]["ceiling"],
         })  # fmt: skip
         results[-1]["fid_common_n"] = results[-1]["fid"] if N == common_n else mnist_fid(samples[:common_n])
-    base = next((r for r in results if r["name"] == "ddpm_small"), None)
-    for r in results:
-        r["speedup"] = None if base is None else base["wall_s_per_sample"] / r["wall_s_per_sample"]
-        r["speedup_cpu"] = None if base is None else base["cpu_s_per_sample"] / r["cpu_s_per_sample"]
-        r["call_ratio"] = T / r["network_calls"]
+    add_speedups(results, T)
     return {
         "T": T,
         "seed": seed,
@@ -211,6 +213,56 @@ def run_study(
         "published": PUBLISHED,
         "results": results,
     }
+
+
+def add_speedups(results: list[dict], T: int) -> None:
+    """Set each row's speed-ups over ``ddpm_small`` (wall and CPU; None without it) and T / calls, in place."""
+    base = next((r for r in results if r["name"] == "ddpm_small"), None)
+    for r in results:
+        r["speedup"] = None if base is None else base["wall_s_per_sample"] / r["wall_s_per_sample"]
+        r["speedup_cpu"] = None if base is None else base["cpu_s_per_sample"] / r["cpu_s_per_sample"]
+        r["call_ratio"] = T / r["network_calls"]
+
+
+#: Settings that must agree for the parts of a study run as separate processes to be one study.
+MERGE_KEYS = ("T", "seed", "batch_size", "threads")
+
+
+def merge_studies(parts: list[dict]) -> dict:
+    """One study from parts run side by side as separate processes (e.g. one per core).
+
+    The parts must share the model (weights sha256), T, seed, batch size, threads and
+    ``common_n``, and name each configuration once; then their x_T are the same draws, and
+    the speed-ups are recomputed over the merged rows (``ddpm_small`` may sit in any part).
+    Rows keep their default order; ``meta`` keeps every part's meta under ``parts``.
+    """
+    if len(parts) < 2:
+        raise ValueError(f"merging needs at least two study parts, got {len(parts)}")
+    first = parts[0]
+    for key in (*MERGE_KEYS, "common_n"):
+        values = [p[key] for p in parts]
+        if len(set(values)) != 1:
+            raise ValueError(f"cannot merge: the parts differ in {key} ({values})")
+    shas = [(p.get("meta") or {}).get("weights_sha256") for p in parts]
+    if len(set(shas)) != 1:
+        raise ValueError(f"cannot merge: the parts sampled from different weights ({shas})")
+    results = [r for p in parts for r in p["results"]]
+    names = [r["name"] for r in results]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"cannot merge: {twice} ran in more than one part")
+    order = {c.name: i for i, c in enumerate(default_configs())}
+    results.sort(key=lambda r: order.get(r["name"], len(order)))
+    add_speedups(results, first["T"])
+    reference = {}
+    for p in parts:
+        reference.update(p["reference"])
+    metas = [p.get("meta") or {} for p in parts]
+    meta = {**metas[0], "argv": [m.get("argv") for m in metas], "parts": metas,
+            "total_wall_s": max(m.get("total_wall_s", 0.0) for m in metas)}  # fmt: skip
+    reference = dict(sorted(reference.items(), key=lambda kv: int(kv[0])))
+    return {**{k: first[k] for k in MERGE_KEYS}, "common_n": first["common_n"], "reference": reference,
+            "published": first["published"], "results": results, "meta": meta}  # fmt: skip
 
 
 def _fmt(x: float | None, spec: str) -> str:
@@ -281,12 +333,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="comma-separated names or patterns, e.g. 'ddpm_small,ddim50_*' (default: all 14)")
     p.add_argument("--json", default=None, help="write the results to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--merge", nargs="+", metavar="PART_JSON", default=None,
+                   help="merge the JSON files of parts run in parallel (same model, seed, N) into one study; "
+                        "prints its tables and writes --json; samples nothing")  # fmt: skip
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Command line: run the study, print the tables, write --json; returns the JSON dict."""
     args = parse_args(argv)
+    if args.merge:
+        study = merge_studies([json.loads(Path(f).read_text(encoding="utf-8")) for f in args.merge])
+        return _report(study, args.json, "merged " + ", ".join(args.merge))
     torch.set_num_threads(args.threads)
     configs = select_configs(args.configs, default_configs())
     model, card = load_checkpoint(args.checkpoint)
@@ -309,16 +367,21 @@ def main(argv: list[str] | None = None) -> dict:
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "total_wall_s": time.perf_counter() - start,
     }
+    return _report(study, args.json, args.checkpoint)
+
+
+def _report(study: dict, json_path: str | None, source: str) -> dict:
+    """Write ``json_path`` (if given), then print the heading and the tables; returns ``study``."""
     meta = study["meta"]
-    if args.json:  # first, so that a closed pipe (| head) cannot lose the results
-        Path(args.json).write_text(json.dumps(study, indent=2) + "\n", encoding="utf-8")
-    load = "n/a" if meta["load_average"] is None else f"{meta['load_average'][0]:.1f}"
-    print(f"\nSampler study: checkpoint {args.checkpoint} (step {meta['checkpoint_step']}, weights sha256 "
-          f"{str(meta['weights_sha256'])[:12]}), schedule {meta['schedule']}, load average {load}, "
+    if json_path:  # first, so that a closed pipe (| head) cannot lose the results
+        Path(json_path).write_text(json.dumps(study, indent=2) + "\n", encoding="utf-8")
+    load = "n/a" if meta.get("load_average") is None else f"{meta['load_average'][0]:.1f}"
+    print(f"\nSampler study: {source} (step {meta.get('checkpoint_step')}, weights sha256 "
+          f"{str(meta.get('weights_sha256'))[:12]}), schedule {meta.get('schedule')}, load average {load}, "
           f"{meta['total_wall_s']:.0f} s in all\n")  # fmt: skip
     print(format_tables(study))
-    if args.json:
-        print(f"\nwrote {args.json}")
+    if json_path:
+        print(f"\nwrote {json_path}")
     return study
 
 

@@ -136,6 +136,38 @@ def test_sampler_study_main_on_a_tiny_checkpoint(tmp_path, mnist_root, keep_thre
     assert "Song et al. 2021" in printed and "N = 4: floor" in printed and "N = 6: floor" in printed
 
 
+@needs_classifier
+def test_sampler_study_parts_merge_into_the_single_run(tmp_path, mnist_root, keep_threads, capsys):
+    """Two parts run separately and merged give the single run's samples' measures, speed-ups recomputed."""
+    study = _load_script("sampler_study")
+    torch.manual_seed(0)
+    checkpoint = save_model(tmp_path / "tiny.safetensors", tiny_unet(), {"schedule": schedule_card("linear", 20, False)})
+    common = ["--checkpoint", str(checkpoint), "--n", "6", "--ddpm-n", "4", "--batch-size", "4", "--no-progress"]
+    whole = study.main([*common, "--configs", "ddpm_*,ddim10_eta0"])
+    part_a = study.main([*common, "--configs", "ddim10_eta0,ddpm_small", "--json", str(tmp_path / "a.json")])
+    study.main([*common, "--configs", "ddpm_large", "--json", str(tmp_path / "b.json")])
+    capsys.readouterr()
+    merged = study.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--json", str(tmp_path / "m.json")])
+    assert json.loads((tmp_path / "m.json").read_text()) == json.loads(json.dumps(merged))
+    assert [r["name"] for r in merged["results"]] == ["ddpm_small", "ddpm_large", "ddim10_eta0"]
+    for mine, single in zip(merged["results"], whole["results"]):
+        for key in ("n", "fid", "fid_common_n", "digit_counts", "fid_floor", "network_calls"):
+            assert mine[key] == pytest.approx(single[key], rel=1e-6), key
+        assert mine["speedup"] == pytest.approx(merged["results"][0]["wall_s_per_sample"] / mine["wall_s_per_sample"])
+    assert set(merged["reference"]) == {"4", "6"} and len(merged["meta"]["parts"]) == 2
+    assert "| ddpm_large | ddpm | 20 |" in capsys.readouterr().out
+    # the shared x_T: a part's first N images are the other's, as long as N x 784 is a multiple of 16
+    torch.testing.assert_close(study.draw_x_T(4, seed=0), study.draw_x_T(6, seed=0)[:4], rtol=0, atol=0)
+
+    with pytest.raises(ValueError, match="at least two"):
+        study.merge_studies([part_a])
+    with pytest.raises(ValueError, match="more than one part"):
+        study.merge_studies([part_a, part_a])
+    other_seed = study.main([*common, "--configs", "ddpm_large", "--seed", "1"])
+    with pytest.raises(ValueError, match="differ in seed"):
+        study.merge_studies([part_a, other_seed])
+
+
 # ------------------------------------------------------------------ training-budget study
 def _tiny_config(**changes) -> TrainConfig:
     return TrainConfig(**{"T": 20, "batch_size": 8, "warmup_steps": 2, "lr": 1e-3, "seed": 0, **changes})
