@@ -365,7 +365,7 @@ def paths_1d(
 
 
 # --- figures of notebooks 3 (training) and 4 (sampling) --------------------------------
-__all__ += ["heatmaps", "digit_histograms", "trajectory_animation"]
+__all__ += ["heatmaps", "digit_histograms", "trajectory_animation", "sampler_tradeoff"]
 
 
 def heatmaps(
@@ -471,3 +471,50 @@ def trajectory_animation(
         return [image for image, _, _ in images] + [title]
 
     return FuncAnimation(fig, update, frames=K, interval=interval, blit=False)
+
+
+def sampler_tradeoff(
+    results: Sequence[Mapping], fid_key: str = "fid", floor: float | None = None,
+    size: tuple[float, float] = (8.0, 3.0),
+) -> Figure:
+    """Quality against cost of samplers: two panels from rows of a sampler study.
+
+    Left: MNIST-FID against network calls per sample (both log scale), one line per DDIM
+    eta, DDPM as single markers at its T calls, and the FID floor (real digits) dotted.
+    Right: wall-clock seconds per sample against network calls. The rows are those of
+    ``benchmarks/sampler_study.py`` (its JSON's ``results``).
+
+    Args:
+        results: rows with keys ``name``, ``sampler`` ("ddpm" or "ddim"), ``eta``,
+            ``network_calls``, ``wall_s_per_sample`` and ``fid_key``; DDPM rows also ``variance``.
+        fid_key: which FID to plot, e.g. ``"fid_common_n"`` for the like-for-like column.
+        floor: FID of real digits at the same N, drawn as a horizontal line if given.
+    Returns:
+        a Figure with two axes.
+    """
+    if not results:
+        raise ValueError("results is empty")
+    missing = [r.get("name") for r in results if fid_key not in r or "network_calls" not in r]
+    if missing:
+        raise ValueError(f"rows {missing} have no {fid_key!r} or 'network_calls'")
+    fig, (ax_fid, ax_time) = plt.subplots(1, 2, figsize=size, layout="constrained")
+    ddim = [r for r in results if r["sampler"] == "ddim"]
+    for eta in sorted({float(r["eta"]) for r in ddim}):
+        rows = sorted((r for r in ddim if float(r["eta"]) == eta), key=lambda r: r["network_calls"])
+        calls = [r["network_calls"] for r in rows]
+        for ax, key in ((ax_fid, fid_key), (ax_time, "wall_s_per_sample")):
+            ax.plot(calls, [r[key] for r in rows], marker="o", ms=4, label=f"DDIM, eta = {eta:g}")
+    for r, marker in zip((r for r in results if r["sampler"] == "ddpm"), "s^vD"):
+        label = f"DDPM, {r.get('variance', '')}".rstrip(", ")
+        for ax, key in ((ax_fid, fid_key), (ax_time, "wall_s_per_sample")):
+            ax.plot([r["network_calls"]], [r[key]], marker=marker, ls="none", color="k", mfc="none", label=label)
+    if floor is not None:
+        ax_fid.axhline(floor, color="grey", ls=":", label="floor (real digits)")
+    for ax, ylabel in ((ax_fid, "MNIST-FID (lower is better)"), (ax_time, "seconds per sample (wall)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("network calls per sample")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both")
+    ax_fid.legend(fontsize=7)
+    return fig

@@ -223,3 +223,28 @@ def test_trajectory_animation_frames_show_each_step():
     assert anim.to_jshtml().count("data:image/png") == K  # one embedded frame per step
     with pytest.raises(ValueError, match="t has 2 entries"):
         plotting.trajectory_animation(x_t, None, t=[1, 0])
+
+
+def _study_row(name, sampler, calls, eta, fid, wall, variance="fixed_small"):
+    return {"name": name, "sampler": sampler, "network_calls": calls, "eta": eta, "fid": fid,
+            "wall_s_per_sample": wall, "variance": variance}
+
+
+def test_sampler_tradeoff_one_line_per_eta_and_ddpm_markers():
+    rows = [_study_row("ddpm_small", "ddpm", 1000, 0.0, 8.0, 2.0), _study_row("ddpm_large", "ddpm", 1000, 0.0, 9.0, 2.1, "fixed_large")]
+    rows += [_study_row(f"ddim{k}_eta{e:g}", "ddim", k, e, 100.0 / k + e, k / 500) for k in (10, 50) for e in (0.0, 1.0)]
+    fig = plotting.sampler_tradeoff(rows, floor=3.0)
+    ax_fid, ax_time = fig.axes
+    lines = {line.get_label(): line for line in ax_fid.get_lines()}
+    assert set(lines) == {"DDIM, eta = 0", "DDIM, eta = 1", "DDPM, fixed_small", "DDPM, fixed_large", "floor (real digits)"}
+    assert lines["DDIM, eta = 1"].get_xdata().tolist() == [10, 50]
+    assert lines["DDIM, eta = 1"].get_ydata().tolist() == pytest.approx([11.0, 3.0])
+    assert lines["DDPM, fixed_large"].get_ydata().tolist() == [9.0]
+    assert list(lines["floor (real digits)"].get_ydata()) == [3.0, 3.0]
+    times = {line.get_label(): line.get_ydata().tolist() for line in ax_time.get_lines()}
+    assert times["DDIM, eta = 0"] == pytest.approx([0.02, 0.1]) and times["DDPM, fixed_small"] == [2.0]
+    assert ax_fid.get_xscale() == ax_time.get_yscale() == "log"
+    with pytest.raises(ValueError, match="fid_common_n"):
+        plotting.sampler_tradeoff(rows, fid_key="fid_common_n")
+    with pytest.raises(ValueError, match="empty"):
+        plotting.sampler_tradeoff([])
