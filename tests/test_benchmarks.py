@@ -226,3 +226,35 @@ def test_budget_study_main_with_the_diffusers_adapter(tmp_path, mnist_root, keep
     for r in result["results"]:
         _check_histogram(r, 2)
     assert "| diffusers UNet2DModel (HF course) |" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ learning curve
+def test_mean_loss_before_uses_the_window_ending_at_the_step():
+    curve = _load_script("learning_curve")
+    log = [{"step": s, "loss": float(s)} for s in range(100, 1001, 100)]
+    assert curve.mean_loss_before(log, 500, 300) == pytest.approx((300 + 400 + 500) / 3)
+    assert curve.mean_loss_before(log, 1000, 100) == 1000.0
+    assert curve.mean_loss_before(log, 50, 40) is None
+
+
+@needs_classifier
+def test_learning_curve_orders_snapshots_by_step_and_measures_each(tmp_path, mnist_root, keep_threads, capsys):
+    curve = _load_script("learning_curve")
+    schedule = {"schedule": schedule_card("linear", 20, False)}
+    torch.manual_seed(0)
+    late = save_model(tmp_path / "late.safetensors", tiny_unet(), {**schedule, "step": 300})
+    early = save_model(tmp_path / "early.safetensors", tiny_unet(), {**schedule, "step": 100})
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in (100, 200, 300)))
+    out = tmp_path / "curve.json"
+    rows = curve.main([str(late), str(early), "--log", str(log), "--n", "6", "--steps", "10", "--loss-window", "200", "--json", str(out)])
+    assert [r["step"] for r in rows] == [100, 300] and [r["file"] for r in rows] == ["early.safetensors", "late.safetensors"]
+    assert rows[1]["loss"] == pytest.approx((1 / 200 + 1 / 300) / 2)
+    for r in rows:  # each row is evaluate()'s measures of that file's model
+        assert r["n"] == 6 and r["fid_floor"] < r["fid_ceiling"] and math.isclose(sum(r["digit_fractions"]), 1.0)
+    assert rows[0]["fid"] != rows[1]["fid"]  # two different networks, the same x_T
+    assert json.loads(out.read_text())["rows"] == json.loads(json.dumps(rows))
+    assert "| 300 |" in capsys.readouterr().out
+    save_model(tmp_path / "again.safetensors", tiny_unet(), {**schedule, "step": 300})
+    with pytest.raises(ValueError, match="same step"):
+        curve.learning_curve([late, tmp_path / "again.safetensors"], [], n=6, steps=10)

@@ -1,0 +1,101 @@
+"""Learning curve of a training run: sample quality of its EMA weights at several steps.
+
+A training run (``course-ddpm train``) overwrites ``RUN_DIR/ema.safetensors`` at every
+checkpoint; copies of it taken along the way (any ``*.safetensors`` model files, each with
+its card, whose ``step`` orders them) are evaluated here the same way:
+``course_ddpm.evaluation.evaluate`` with N DDIM samples (50 steps, eta = 0; Song et al.
+2021, arXiv:2010.02502), all from the same seed and so from the same starting noises x_T,
+(``--steps`` sets another number of steps) giving MNIST-FID with its floor and ceiling at the same N, the digit histogram's KL from
+uniform and the mean classifier confidence. The training loss beside each row is the mean
+of the run's logged loss (``--log``, a ``log.jsonl``) over the ``--loss-window`` steps
+before it (the logged loss of L_simple, Ho et al. 2020, eq. 14).
+
+  python benchmarks/learning_curve.py SNAPSHOT.safetensors ... --log RUN_DIR/log.jsonl --n 1000 --json curve.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from course_ddpm.checkpoints import load_model, schedule_from_card
+from course_ddpm.evaluation import evaluate
+
+
+def mean_loss_before(log: list[dict], step: int, window: int) -> float | None:
+    """Mean logged loss over the rows with ``step - window < row step <= step`` (None if there are none)."""
+    losses = [row["loss"] for row in log if step - window < row["step"] <= step]
+    return sum(losses) / len(losses) if losses else None
+
+
+def learning_curve(paths: list[Path], log: list[dict], *, n: int, steps: int = 50, seed: int = 0,
+                   loss_window: int = 500, progress: bool = False) -> list[dict]:
+    """One row per model file, ordered by training step; see the module docstring."""
+    if not paths:
+        raise ValueError("no model files given")
+    loaded = []
+    for path in paths:
+        model, card = load_model(path)
+        if card.get("step") is None:
+            raise ValueError(f"{path}: its card records no training step")
+        loaded.append((int(card["step"]), path, model, card))
+    found = [s for s, *_ in loaded]
+    if len(set(found)) != len(found):
+        raise ValueError(f"two files hold the same step: {sorted(found)}")
+    rows = []
+    for step, path, model, card in sorted(loaded, key=lambda item: item[0]):
+        start = time.perf_counter()
+        result = evaluate(model, schedule_from_card(card), n=n, sampler="ddim", steps=steps, seed=seed, progress=progress)
+        rows.append({
+            "step": step, "file": path.name, "loss": mean_loss_before(log, step, loss_window),
+            **{k: result[k] for k in ("n", "fid", "fid_floor", "fid_ceiling", "digit_fractions", "kl_from_uniform",
+                                      "mean_confidence")},
+            "seconds": time.perf_counter() - start,
+        })  # fmt: skip
+    return rows
+
+
+def format_table(rows: list[dict], loss_window: int) -> str:
+    """The rows as a markdown table."""
+    lines = [
+        f"| step | training loss (mean of the last {loss_window} steps) | MNIST-FID | floor at N | N "
+        "| digit KL (nats) | mean confidence |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        loss = "-" if r["loss"] is None else f"{r['loss']:.5f}"
+        lines.append(f"| {r['step']:,} | {loss} | {r['fid']:.1f} | {r['fid_floor']:.1f} | {r['n']} "
+                     f"| {r['kl_from_uniform']:.4f} | {r['mean_confidence']:.3f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models", nargs="+", type=Path, help="model .safetensors files (EMA snapshots of one run)")
+    p.add_argument("--log", type=Path, default=None, help="the run's log.jsonl, for the training loss column")
+    p.add_argument("--n", type=int, default=1000, help="DDIM-50 samples per snapshot (default 1000)")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--loss-window", type=int, default=500)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--json", type=Path, default=None, help="write the rows to this JSON file")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    log = [] if args.log is None else [json.loads(line) for line in args.log.read_text().splitlines() if line.strip()]
+    rows = learning_curve(args.models, log, n=args.n, steps=args.steps, seed=args.seed, loss_window=args.loss_window)
+    if args.json:
+        meta = {"argv": sys.argv[1:] if argv is None else list(argv), "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                "torch": torch.__version__}  # fmt: skip
+        args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n", encoding="utf-8")
+    print(format_table(rows, args.loss_window))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
