@@ -1,8 +1,8 @@
 """Learning curve of a training run: sample quality of its EMA weights at several steps.
 
-A training run (``course-ddpm train``) overwrites ``RUN_DIR/ema.safetensors`` at every
-checkpoint; copies of it taken along the way (any ``*.safetensors`` model files, each with
-its card, whose ``step`` orders them) are evaluated here the same way:
+``course-ddpm train --keep-every N`` keeps a copy of the EMA weights every N steps in
+``RUN_DIR/snapshots/`` (any ``*.safetensors`` model files whose card records a ``step`` will
+do); each is evaluated here the same way:
 ``course_ddpm.evaluation.evaluate`` with N DDIM samples (50 steps, eta = 0; Song et al.
 2021, arXiv:2010.02502), all from the same seed and so from the same starting noises x_T,
 (``--steps`` sets another number of steps) giving MNIST-FID with its floor and ceiling at the same N, the digit histogram's KL from
@@ -10,7 +10,7 @@ uniform and the mean classifier confidence. The training loss beside each row is
 of the run's logged loss (``--log``, a ``log.jsonl``) over the ``--loss-window`` steps
 before it (the logged loss of L_simple, Ho et al. 2020, eq. 14).
 
-  python benchmarks/learning_curve.py SNAPSHOT.safetensors ... --log RUN_DIR/log.jsonl --n 1000 --json curve.json
+  python benchmarks/learning_curve.py RUN_DIR/snapshots/*.safetensors --log RUN_DIR/log.jsonl --n 1000 --json curve.json
 """
 
 from __future__ import annotations

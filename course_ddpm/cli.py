@@ -57,6 +57,7 @@ TRAIN_HELP = {
     "log_every": "write a log.jsonl line every N steps (0: only at the end)",
     "sample_every": "write a sample grid every N steps (0: never)",
     "checkpoint_every": "write last.pt and ema.safetensors every N steps (0: only at the end)",
+    "keep_every": "also keep the EMA weights every N steps in snapshots/ (0: never), for learning curves",
     "sample_n": "images in each sample grid",
     "sample_steps": "DDIM steps for the sample grids",
     "data_root": "MNIST folder (default: $COURSE_DDPM_DATA or the user cache)",

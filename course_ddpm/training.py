@@ -65,8 +65,8 @@ logger = logging.getLogger(__name__)
 
 #: Config fields that may change when a run is resumed (they do not change the maths).
 RESUMABLE_CHANGES = frozenset(
-    {"steps", "out_dir", "log_every", "sample_every", "checkpoint_every", "sample_n", "sample_steps",
-     "data_root", "device", "num_threads"}
+    {"steps", "out_dir", "log_every", "sample_every", "checkpoint_every", "keep_every", "sample_n",
+     "sample_steps", "data_root", "device", "num_threads"}
 )  # fmt: skip
 MNIST_CLASSES = 10
 
@@ -110,7 +110,9 @@ class TrainConfig:
     conditional, label_dropout: train with labels; drop each to the null label with
         probability label_dropout (classifier-free guidance).
     out_dir: where files go. log_every, sample_every, checkpoint_every: in steps (0 = never;
-        a checkpoint is always written at the end). sample_n, sample_steps: the grid.
+        a checkpoint is always written at the end). keep_every: also keep a copy of the EMA
+        weights every N steps, ``snapshots/ema_NNNNNN.safetensors`` (0 = never), for a learning
+        curve of sample quality (``benchmarks/learning_curve.py``). sample_n, sample_steps: the grid.
     data_root: MNIST folder for ``data.load_mnist``. device: "auto" picks cuda, mps, cpu.
     num_threads: torch CPU threads during training (None: leave as is).
     """
@@ -135,6 +137,7 @@ class TrainConfig:
     log_every: int = 50
     sample_every: int = 1000
     checkpoint_every: int = 500
+    keep_every: int = 0
     sample_n: int = 64
     sample_steps: int = 50
     data_root: str | None = None
@@ -149,7 +152,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         for name in ("T", "batch_size", "steps", "sample_n", "sample_steps"):
             _check_int(name, getattr(self, name), minimum=1)
-        for name in ("warmup_steps", "log_every", "sample_every", "checkpoint_every", "seed"):
+        for name in ("warmup_steps", "log_every", "sample_every", "checkpoint_every", "keep_every", "seed"):
             _check_int(name, getattr(self, name), minimum=0)
         if self.num_threads is not None:
             _check_int("num_threads", self.num_threads, minimum=1)
@@ -623,6 +626,9 @@ def _train(config: TrainConfig, resume: bool, progress: bool, data, info: distri
                 if info.is_main and (every(config.sample_every) or (done and config.sample_every)):
                     path = out_dir / "samples" / f"step_{run.step:06d}.png"
                     save_sample_grid(run.ema_model, schedule, path, config, x.shape[1:], device)
+                if info.is_main and every(config.keep_every):
+                    snapshot = {**card, "step": run.step, "metrics": {"loss": loss_value}}
+                    save_model(out_dir / "snapshots" / f"ema_{run.step:06d}.safetensors", run.ema_model, snapshot)
                 if every(config.checkpoint_every) or done or stop_now:
                     checkpoint(loss_value, final=done)
                 if stop_now:

@@ -1,6 +1,6 @@
 """Copy a training run's EMA weights into the package, with a model card that says how they were made.
 
-    python scripts/ship_weights.py --run RUN_DIR [--stem ddpm_unet] [--eval-json EVAL.json]
+    python scripts/ship_weights.py --run RUN_DIR [--stem ddpm_unet] [--eval-json EVAL.json] [--curve-json CURVE.json]
 
 Reads RUN_DIR/ema.safetensors (EMA weights, written by ``course-ddpm train`` every
 ``checkpoint_every`` steps), RUN_DIR/config.json and RUN_DIR/log.jsonl, and writes
@@ -8,7 +8,9 @@ course_ddpm/weights/STEM.safetensors + STEM.json (card) + STEM.log.jsonl (the lo
 the shipped step). The card records the command that reproduces the weights bit for bit
 on a CPU with one thread: the learning rate and EMA decay do not depend on the total
 number of steps, so ``--steps`` equal to the shipped step gives the same weights.
-``--eval-json`` (from ``course-ddpm evaluate --json``) adds the measured metrics.
+``--eval-json`` (from ``course-ddpm evaluate --json``) adds the measured metrics, and
+``--curve-json`` (from ``benchmarks/learning_curve.py --json``) the sample quality of the
+run's EMA snapshots by step, as ``learning_curve``.
 Then paste the printed hashes into ``course_ddpm/pretrained.py``'s REGISTRY.
 """
 
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", type=Path, required=True, help="training run folder")
     parser.add_argument("--stem", default="ddpm_unet", help="file name stem under course_ddpm/weights/")
     parser.add_argument("--eval-json", type=Path, default=None, help="metrics from course-ddpm evaluate --json")
+    parser.add_argument("--curve-json", type=Path, default=None, help="rows from benchmarks/learning_curve.py --json")
     args = parser.parse_args(argv)
 
     model, card = load_model(args.run / "ema.safetensors")
@@ -62,6 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     card["loss_log"] = f"{args.stem}.log.jsonl"
     if args.eval_json is not None:
         card["evaluation"] = json.loads(args.eval_json.read_text())
+    if args.curve_json is not None:
+        rows = json.loads(args.curve_json.read_text())["rows"]
+        card["learning_curve"] = [row for row in rows if row["step"] <= step]
     path = save_model(WEIGHTS / f"{args.stem}.safetensors", model, card)
     atomic_write_text(WEIGHTS / f"{args.stem}.log.jsonl", "".join(json.dumps(row) + "\n" for row in log))
     print(f"{path}: step {step}")

@@ -176,6 +176,25 @@ def test_run_writes_log_checkpoints_and_loadable_ema(tmp_path):
     assert final_state(config.out_dir)["step"] == 5
 
 
+def test_keep_every_keeps_ema_snapshots_that_match_the_run(tmp_path):
+    """keep_every=2 over 5 steps: snapshots at steps 2 and 4; the resumed part keeps its own, bit for bit."""
+    data = synthetic_data()
+    whole = train(tiny_config(tmp_path / "whole", steps=4, keep_every=2, checkpoint_every=1), progress=False, data=data)
+    files = sorted((Path(whole.out_dir) / "snapshots").glob("*.safetensors"))
+    assert [f.name for f in files] == ["ema_000002.safetensors", "ema_000004.safetensors"]
+    model, card = load_model(files[-1])
+    assert card["step"] == 4 and card["weights"] == "ema"
+    assert_same_weights(model.state_dict(), whole.ema_model.state_dict())
+    # a run of 2 steps, resumed to 4 with keep_every turned on only then (a resumable change)
+    train(tiny_config(tmp_path / "parts", steps=2, checkpoint_every=1), progress=False, data=data)
+    train(tiny_config(tmp_path / "parts", steps=4, keep_every=2, checkpoint_every=1), resume=True, progress=False, data=data)
+    kept = sorted((tmp_path / "parts" / "snapshots").glob("*.safetensors"))
+    assert [f.name for f in kept] == ["ema_000004.safetensors"]
+    assert_same_weights(load_model(kept[0])[0].state_dict(), model.state_dict())
+    with pytest.raises(ValueError, match="keep_every"):
+        tiny_config(tmp_path, keep_every=-1)
+
+
 def test_resume_after_a_finished_part_equals_an_unbroken_run(tmp_path):
     data, dropout = synthetic_data(), {**TINY_MODEL, "dropout": 0.3}  # dropout: the global RNG must resume too
     unbroken = train(tiny_config(tmp_path / "a", steps=7, model_kwargs=dropout), progress=False, data=data)
