@@ -52,7 +52,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from course_ddpm.checkpoints import load_model, schedule_from_card
+from course_ddpm.checkpoints import load_model, schedule_from_card, state_dict_sha256
 from course_ddpm.evaluation import (
     NUM_DIGITS,
     digit_histogram,
@@ -231,7 +231,7 @@ MERGE_KEYS = ("T", "seed", "batch_size", "threads")
 def merge_studies(parts: list[dict]) -> dict:
     """One study from parts run side by side as separate processes (e.g. one per core).
 
-    The parts must share the model (weights sha256), T, seed, batch size, threads and
+    The parts must share the model (the sha256 of its tensors), T, seed, batch size, threads and
     ``common_n``, and name each configuration once; then their x_T are the same draws, and
     the speed-ups are recomputed over the merged rows (``ddpm_small`` may sit in any part).
     Rows keep their default order; ``meta`` keeps every part's meta under ``parts``.
@@ -243,9 +243,9 @@ def merge_studies(parts: list[dict]) -> dict:
         values = [p[key] for p in parts]
         if len(set(values)) != 1:
             raise ValueError(f"cannot merge: the parts differ in {key} ({values})")
-    shas = [(p.get("meta") or {}).get("weights_sha256") for p in parts]
+    shas = [(p.get("meta") or {}).get("tensors_sha256") for p in parts]
     if len(set(shas)) != 1:
-        raise ValueError(f"cannot merge: the parts sampled from different weights ({shas})")
+        raise ValueError(f"cannot merge: the parts sampled from different weights (tensor sha256 {shas})")
     results = [r for p in parts for r in p["results"]]
     names = [r["name"] for r in results]
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -358,6 +358,7 @@ def main(argv: list[str] | None = None) -> dict:
         "checkpoint": args.checkpoint,
         "checkpoint_step": card.get("step"),
         "weights_sha256": card.get("weights_sha256"),
+        "tensors_sha256": state_dict_sha256(model),
         "model": card.get("model"),
         "schedule": (card.get("schedule") or {}).get("name"),
         "argv": sys.argv[1:] if argv is None else list(argv),

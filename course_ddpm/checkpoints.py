@@ -58,6 +58,20 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def state_dict_sha256(model: nn.Module) -> str:
+    """sha256 of a model's tensors alone: names, dtypes, shapes and bytes, in name order.
+
+    Two files with the same weights but different cards (metadata) have different file
+    hashes and the same tensor hash, so a result can name the weights it measured.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> Path:
     """Write a file atomically: ``write(f)`` into a temp file beside ``path``, fsync, rename.
 

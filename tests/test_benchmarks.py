@@ -163,6 +163,10 @@ def test_sampler_study_parts_merge_into_the_single_run(tmp_path, mnist_root, kee
         study.merge_studies([part_a])
     with pytest.raises(ValueError, match="more than one part"):
         study.merge_studies([part_a, part_a])
+    part_b = json.loads((tmp_path / "b.json").read_text())
+    assert part_a["meta"]["tensors_sha256"] == part_b["meta"]["tensors_sha256"]
+    with pytest.raises(ValueError, match="different weights"):
+        study.merge_studies([part_a, {**part_b, "meta": {**part_b["meta"], "tensors_sha256": "0" * 64}}])
     other_seed = study.main([*common, "--configs", "ddpm_large", "--seed", "1"])
     with pytest.raises(ValueError, match="differ in seed"):
         study.merge_studies([part_a, other_seed])

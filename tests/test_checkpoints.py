@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from course_ddpm.checkpoints import (
+    state_dict_sha256,
     CheckpointError,
     atomic_write,
     atomic_write_bytes,
@@ -52,6 +53,25 @@ def test_file_sha256_matches_known_vector(tmp_path):
     # FIPS 180-2 test vector for "abc".
     (tmp_path / "abc").write_bytes(b"abc")
     assert file_sha256(tmp_path / "abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_state_dict_sha256_names_the_tensors_not_the_file(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("unet", base_channels=8, channel_mults=(1, 2), attention=False, groups=4)
+    a = save_model(tmp_path / "a.safetensors", model, {"note": "one card"})
+    b = save_model(tmp_path / "b.safetensors", model, {"note": "another card"})
+    assert file_sha256(a) != file_sha256(b)  # the card is inside the file
+    assert state_dict_sha256(load_model(a)[0]) == state_dict_sha256(load_model(b)[0]) == state_dict_sha256(model)
+    # an independent digest of the same bytes, in name order
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode() + t.contiguous().numpy().tobytes())
+    assert state_dict_sha256(model) == digest.hexdigest()
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1e-6  # one weight changed by one ulp-ish step
+    assert state_dict_sha256(model) != digest.hexdigest()
 
 
 def test_save_and_load_model_round_trip(tmp_path):
