@@ -258,7 +258,8 @@ def bits_per_dim(
     each image's true label, so it reports the bound on -log p(x_0 | y).
 
     Returns:
-        ``{"total": ..., "prior": ..., "decoder": ..., "diffusion": ..., "n": n, "conditional": bool}``.
+        ``{"total": ..., "prior": ..., "decoder": ..., "diffusion": ..., "decoder_floor": ..., "n": n,
+        "conditional": bool}``; ``decoder_floor`` is :func:`decoder_floor_bpd` of the same images.
     """
     from course_ddpm.data import load_mnist
     from course_ddpm.losses import variational_bound
@@ -278,7 +279,36 @@ def bits_per_dim(
         sums["prior"] += float(vb.prior_bpd.double().sum())
         sums["decoder"] += float(vb.decoder_bpd.double().sum())
         sums["diffusion"] += float(vb.terms_bpd[:, 1:].double().sum())  # L_1 .. L_{T-1}
-    return {**{k: v / n for k, v in sums.items()}, "n": n, "conditional": conditional}
+    floor = decoder_floor_bpd(schedule, x_test[:n], variance=variance, seed=seed)  # what a perfect model pays in L_0
+    return {**{k: v / n for k, v in sums.items()}, "decoder_floor": floor, "n": n, "conditional": conditional}
+
+
+def decoder_floor_bpd(
+    schedule: Schedule,
+    x0: torch.Tensor,
+    *,
+    variance: Literal["fixed_small", "fixed_large"] = "fixed_small",
+    seed: int = 0,
+) -> float:
+    """The decoder term L_0 (bits/dim) that even a perfect noise predictor pays, averaged over ``x0``.
+
+    With eps_pred = eps, the decoder mean mu_theta(x_1, 1) = (x_1 - beta_1 / sqrt(1 - alpha_bar_1)
+    eps) / sqrt(alpha_1) equals x_0 exactly (alpha_bar_1 = alpha_1), so what is left of
+    L_0 = -log p(x_0 | x_1) (Ho et al. 2020, eq. 13) is the cost of the *fixed* decoder
+    variance: each pixel's bin of width 2/255 holds only part of N(x_0, sigma_1^2). This is a
+    floor under the decoder term, and so under bits/dim, for any model with that variance.
+
+    Args:
+        x0: ``(B, C, H, W)`` images on the 256-level grid of [-1, 1].
+    """
+    from course_ddpm.forward import q_sample
+    from course_ddpm.losses import vb_term_bpd
+
+    x0 = x0.double()
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    t = torch.zeros(len(x0), dtype=torch.long)
+    x_1 = q_sample(schedule, x0, t, eps)  # paper x_1, code t = 0
+    return float(vb_term_bpd(schedule, x0, x_1, t, eps, variance=variance).mean())
 
 
 # ------------------------------------------------------------------------- evaluate
@@ -424,6 +454,8 @@ def format_report(d: dict) -> str:
             f"{'total':>10}{'prior':>10}{'decoder':>10}{'diffusion':>11}",
             f"{b['total']:>10.4f}{b['prior']:>10.4f}{b['decoder']:>10.4f}{b['diffusion']:>11.4f}",
         ]
+        if b.get("decoder_floor") is not None:
+            lines.append(f"decoder term of a perfect noise predictor (fixed variance sigma_1^2): {b['decoder_floor']:.4f}")
     if "seconds" in d:
         lines += ["", f"({d['seconds']:.1f} s)"]
     return "\n".join(lines)

@@ -203,6 +203,9 @@ def test_bits_per_dim_pieces_add_up_to_the_total():
     totals = torch.cat([variational_bound(ZeroEps(), schedule, x, generator=gen).total_bpd for x in batches])
     assert bpd["total"] == pytest.approx(float(totals.mean()), rel=1e-6)
     assert all(v > 0 for k, v in bpd.items() if k in ("total", "prior", "decoder", "diffusion"))
+    # a model that predicts eps = 0 pays more in L_0 than the perfect predictor's floor
+    assert 0 < bpd["decoder_floor"] < bpd["decoder"]
+    assert bpd["decoder_floor"] == evaluation.decoder_floor_bpd(schedule, x_test[:6], seed=0)
 
 
 @pytest.mark.mnist
@@ -238,3 +241,24 @@ def test_evaluate_reports_everything_json_safe():
     report = evaluation.format_report(d)
     for text in ("MNIST-FID", f"{d['fid']:.3f}", "class accuracy", "bits/dim", f"{b['total']:.4f}"):
         assert text in report
+
+
+def test_decoder_floor_matches_the_gaussian_bin_masses_in_closed_form():
+    """Perfect eps: the decoder is N(x0, sigma_1^2) per pixel; its bin mass is a difference of normal CDFs."""
+    from course_ddpm.reverse import log_sigma2
+    from course_ddpm.schedules import linear_schedule
+
+    schedule = linear_schedule(1000)
+    levels = torch.tensor([0, 0, 0, 1, 128, 254, 255, 255], dtype=torch.float64)
+    x0 = (levels / 127.5 - 1.0).view(2, 1, 2, 2)  # (B, C, H, W) on the 256-level grid
+    sigma = math.exp(0.5 * float(log_sigma2(schedule, "fixed_small")[0]))
+    half = 1.0 / 255.0
+    cdf = torch.special.ndtr
+    upper = torch.where(x0 >= 1.0, torch.ones_like(x0), cdf(torch.full_like(x0, half / sigma)))
+    lower = torch.where(x0 <= -1.0, torch.zeros_like(x0), cdf(torch.full_like(x0, -half / sigma)))
+    expected = float((-torch.log2(upper - lower)).mean())
+    # the package's CDF is the tanh approximation of Ho et al.'s code, good to ~1e-3 here
+    assert evaluation.decoder_floor_bpd(schedule, x0) == pytest.approx(expected, rel=2e-3)
+    # edge pixels cost less than interior ones: an all-black image is cheaper than a grey one
+    black, grey = -torch.ones(1, 1, 2, 2), torch.full((1, 1, 2, 2), 128 / 127.5 - 1.0)
+    assert evaluation.decoder_floor_bpd(schedule, black) < 1.0 < evaluation.decoder_floor_bpd(schedule, grey)
