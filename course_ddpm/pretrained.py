@@ -53,8 +53,8 @@ _TRAIN_UNET = (
 REGISTRY: dict[str, PretrainedEntry] = {
     "unet": PretrainedEntry(
         "ddpm_unet", "unconditional DDPM U-Net on MNIST", _TRAIN_UNET,
-        weights_sha256="459b63309720db7cfa6e87e14a26354b08e6754366098f6fa97a1191bccc9120",
-        card_sha256="ee8ab89fabb9ff8dc34f461eba00d5f9f9c629aeb7a9cfd813ef4c04f10cfa27",
+        weights_sha256="98a7ddc63a5776fa5985cbc83fd45b11a8957b5a2a343c859049b040578451c9",
+        card_sha256="5936daea1a5e430ece98b6b9f67796e2d5d20d72afe385b6371585a84a492787",
     ),
     "unet_cond": PretrainedEntry(
         "ddpm_unet_cond", "class-conditional DDPM U-Net on MNIST (classifier-free guidance)", _TRAIN_UNET

@@ -7,11 +7,13 @@ import hashlib
 import json
 import shutil
 import socket
+from pathlib import Path
 
 import pytest
 import torch
 
 from course_ddpm import pretrained
+from course_ddpm.checkpoints import state_dict_sha256
 from course_ddpm.classifier import MNISTClassifier
 from course_ddpm.pretrained import PretrainedError, list_pretrained, load_pretrained
 
@@ -166,3 +168,32 @@ def test_shipped_unet_predicts_the_noise(monkeypatch, mnist_root):
         with torch.no_grad():
             mse = l_simple(eps, model(q_sample(schedule, x0, t, eps), t)).item()
         assert mse < 0.2, (step, mse)
+
+
+def test_shipped_unet_card_holds_its_evaluation_and_learning_curve():
+    """The card's figures are of these weights: its step ends the learning curve, the metrics are sane."""
+    card = json.loads((WEIGHTS / "ddpm_unet.json").read_text())
+    evaluation = card["evaluation"]
+    assert evaluation["fid_floor"] < evaluation["fid"] < evaluation["fid_ceiling"]
+    assert sum(evaluation["digit_counts"]) == evaluation["n"]
+    bpd = evaluation["bpd"]
+    assert bpd["total"] == pytest.approx(bpd["prior"] + bpd["decoder"] + bpd["diffusion"], rel=1e-6)
+    assert 0 < bpd["decoder_floor"] < bpd["decoder"]
+    curve = card["learning_curve"]
+    steps = [row["step"] for row in curve]
+    assert steps == sorted(steps) and steps[-1] == card["step"] and len(steps) >= 2
+    assert all(row["fid_floor"] < row["fid"] for row in curve)
+
+
+def test_committed_sampler_study_is_of_the_shipped_weights():
+    """benchmarks/results/sampler_study.json, which notebook 4 and the README quote, sampled these weights.
+
+    The study ran on the run's EMA file; the shipped file holds the same tensors under a card
+    with the metrics added, so the tensors' hash, not the file's, is what must match.
+    """
+    study = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "sampler_study.json").read_text())
+    card = json.loads((WEIGHTS / "ddpm_unet.json").read_text())
+    assert study["meta"]["tensors_sha256"] == state_dict_sha256(load_pretrained("unet")[0])  # same tensors
+    assert study["meta"]["checkpoint_step"] == card["step"] and study["T"] == card["schedule"]["T"]
+    names = {r["name"] for r in study["results"]}
+    assert {"ddpm_small", "ddpm_large"} | {f"ddim{k}_eta{e}" for k in (10, 20, 50, 100) for e in ("0", "0.5", "1")} == names
