@@ -6,13 +6,12 @@ Forward: one MNIST test digit noised by q(x_t | x_0) (linear schedule, T = 1000)
 Reverse: one DDPM ancestral trajectory of the shipped UNet, x_t and its x_0 estimate.
 Samples: 64 DDIM samples (50 steps, eta = 0) of the shipped UNet, seed 0.
 Sampler study: MNIST-FID and seconds per sample against network calls, from the committed
-benchmarks/results/sampler_study.json (benchmarks/sampler_study.py; skipped if absent).
+course_ddpm/measurements/sampler_study.json (benchmarks/sampler_study.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
@@ -24,8 +23,7 @@ from course_ddpm import linear_schedule, load_pretrained  # noqa: E402
 from course_ddpm.checkpoints import schedule_from_card  # noqa: E402
 from course_ddpm.data import load_mnist  # noqa: E402
 from course_ddpm.plotting import image_grid, noising_strip, sampler_tradeoff, trajectory_strip  # noqa: E402
-
-STUDY = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "sampler_study.json"
+from course_ddpm.results import load_result  # noqa: E402
 from course_ddpm.samplers import sample  # noqa: E402
 
 
@@ -55,16 +53,13 @@ def main(argv: list[str] | None = None) -> None:
                     generator=torch.Generator().manual_seed(0), progress=False)  # fmt: skip
     fig = image_grid(result.x0, ncols=16, size=0.6)
     fig.savefig(args.out / "samples.png", dpi=100, bbox_inches="tight")
-    written = ["forward.png", "reverse.png", "samples.png"]
 
-    if STUDY.exists():
-        study = json.loads(STUDY.read_text(encoding="utf-8"))
-        common_n = study["common_n"]
-        fig = sampler_tradeoff(study["results"], fid_key="fid_common_n", floor=study["reference"][str(common_n)]["floor"])
-        fig.suptitle(f"Sampler study, shipped UNet: MNIST-FID on {common_n} samples per sampler (same x_T)", fontsize=9)
-        fig.savefig(args.out / "sampler_study.png", dpi=100, bbox_inches="tight")
-        written.append("sampler_study.png")
-    print(f"wrote {args.out}/: {', '.join(written)}")
+    study = load_result("sampler_study")  # the shipped sampler study (course_ddpm.results)
+    common_n = study["common_n"]
+    fig = sampler_tradeoff(study["results"], fid_key="fid_common_n", floor=study["reference"][str(common_n)]["floor"])
+    fig.suptitle(f"Sampler study, shipped UNet: MNIST-FID on {common_n} samples per sampler (same x_T)", fontsize=9)
+    fig.savefig(args.out / "sampler_study.png", dpi=100, bbox_inches="tight")
+    print(f"wrote {args.out}/: forward.png, reverse.png, samples.png, sampler_study.png")
 
 
 if __name__ == "__main__":

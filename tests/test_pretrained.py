@@ -16,6 +16,7 @@ from course_ddpm import pretrained
 from course_ddpm.checkpoints import state_dict_sha256
 from course_ddpm.classifier import MNISTClassifier
 from course_ddpm.pretrained import PretrainedError, list_pretrained, load_pretrained
+from course_ddpm.results import load_result
 
 WEIGHTS = pretrained.weights_dir()
 
@@ -186,12 +187,12 @@ def test_shipped_unet_card_holds_its_evaluation_and_learning_curve():
 
 
 def test_committed_sampler_study_is_of_the_shipped_weights():
-    """benchmarks/results/sampler_study.json, which notebook 4 and the README quote, sampled these weights.
+    """The shipped sampler study, which notebook 4 and the README quote, sampled these weights.
 
     The study ran on the run's EMA file; the shipped file holds the same tensors under a card
     with the metrics added, so the tensors' hash, not the file's, is what must match.
     """
-    study = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "sampler_study.json").read_text())
+    study = load_result("sampler_study")
     card = json.loads((WEIGHTS / "ddpm_unet.json").read_text())
     assert study["meta"]["tensors_sha256"] == state_dict_sha256(load_pretrained("unet")[0])  # same tensors
     assert study["meta"]["checkpoint_step"] == card["step"] and study["T"] == card["schedule"]["T"]

@@ -37,7 +37,7 @@ cells = [
     import matplotlib.pyplot as plt
     import torch
 
-    from course_ddpm import forward, load_pretrained, losses, networks, plotting, samplers, training
+    from course_ddpm import forward, load_pretrained, losses, networks, plotting, results, samplers, training
     from course_ddpm.checkpoints import schedule_from_card
     from course_ddpm.data import load_mnist, to_pixels
     from course_ddpm.pretrained import weights_dir
@@ -215,10 +215,10 @@ cells = [
     course's benchmark `benchmarks/budget_study.py` trained `SimpleUNet`, the course's `UNet` and
     diffusers' `UNet2DModel` in the Hugging Face diffusion course's MNIST configuration for the same
     600 CPU-seconds each (ten CPU-minutes), with the same recipe and the same batches, then drew 1,000 DDIM samples from
-    each. Its stored results (`benchmarks/results/budget_study.json`):
+    each. Its results ship with the package (`results.load_result("budget_study")`):
     """),
     code(r"""
-    budget = json.loads(Path("../benchmarks/results/budget_study.json").read_text(encoding="utf-8"))
+    budget = results.load_result("budget_study")
     first = budget["results"][0]
     print(f"{budget['budget_s']:g} CPU-s of training each; FID of {first['n']} samples, "
           f"floor {first['fid_floor']:.1f} (real digits), ceiling {first['fid_ceiling']:.0f} (noise)")

@@ -26,15 +26,13 @@ cells = [
     """),
     code(r"""
     import inspect
-    import json
     import time
-    from pathlib import Path
 
     import matplotlib.pyplot as plt
     import torch
     from IPython.display import HTML
 
-    from course_ddpm import evaluation, load_pretrained, plotting, reverse, samplers
+    from course_ddpm import evaluation, load_pretrained, plotting, results, reverse, samplers
     from course_ddpm.checkpoints import schedule_from_card
     from course_ddpm.data import load_mnist
 
@@ -305,10 +303,11 @@ cells = [
     `benchmarks/sampler_study.py` ran every sampler on the shipped model, side by side on the same
     CPU, from the same starting noises: DDPM with all $T = 1000$ steps and both variances, and DDIM with
     10, 20, 50 and 100 steps at $\eta\in\{0, 0.5, 1\}$. It took 34 minutes on two CPU cores; its results are stored
-    in `benchmarks/results/sampler_study.json` (the README shows the same table), which this cell reads:
+    with the package (`results.load_result("sampler_study")`; the README shows the same table), and this
+    cell reads them:
     """),
     code(r"""
-    study = json.loads(Path("../benchmarks/results/sampler_study.json").read_text(encoding="utf-8"))
+    study = results.load_result("sampler_study")
     common_n, rows = study["common_n"], {r["name"]: r for r in study["results"]}
     floor = study["reference"][str(common_n)]["floor"]
     sizes = sorted({r["n"] for r in study["results"]})
