@@ -72,6 +72,11 @@ def test_state_dict_sha256_names_the_tensors_not_the_file(tmp_path):
     with torch.no_grad():
         next(model.parameters()).view(-1)[0] += 1e-6  # one weight changed by one ulp-ish step
     assert state_dict_sha256(model) != digest.hexdigest()
+    # 0-d buffers (e.g. BatchNorm's step counter) and empty tensors are hashed too
+    norm = torch.nn.BatchNorm1d(3)
+    before = state_dict_sha256(norm)
+    norm.num_batches_tracked += 1
+    assert state_dict_sha256(norm) != before
 
 
 def test_save_and_load_model_round_trip(tmp_path):
