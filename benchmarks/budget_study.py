@@ -28,11 +28,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import json
 import math
-import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -69,6 +66,7 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)  # benchmarks/ is a folder of scripts, not a package
 from bench_networks import DiffusersUNet  # noqa: E402
+from run_info import run_meta  # noqa: E402
 
 SAMPLE_STEPS = 50  # DDIM steps for the evaluation samples (Song et al. 2021, Table 1)
 LOSS_WINDOW = 50  # steps per point of the recorded loss curve, and for the final loss
@@ -316,14 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
         {k: MODELS[k] for k in keys}, x, config, budget_s=args.budget_s, n=args.n, weights=args.weights,
         sample_batch_size=args.sample_batch_size, progress=not args.no_progress,
     )  # fmt: skip
-    study["meta"] = {
-        "argv": sys.argv[1:] if argv is None else list(argv),
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "torch": torch.__version__,
-        "machine": f"{platform.machine()} {platform.processor()}".strip(),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "total_wall_s": time.perf_counter() - start,
-    }
+    study["meta"] = run_meta(argv, start)
     if args.json:  # first, so that a closed pipe (| head) cannot lose the results
         Path(args.json).write_text(json.dumps(study, indent=2) + "\n", encoding="utf-8")
     print(f"\nTraining-budget study ({study['meta']['total_wall_s']:.0f} s in all)\n")

@@ -16,7 +16,6 @@ before it (the logged loss of L_simple, Ho et al. 2020, eq. 14).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import time
@@ -26,6 +25,12 @@ import torch
 
 from course_ddpm.checkpoints import load_model, schedule_from_card
 from course_ddpm.evaluation import evaluate
+from course_ddpm.training import read_log
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)  # benchmarks/ is a folder of scripts, not a package
+from run_info import run_meta  # noqa: E402
 
 
 def mean_loss_before(log: list[dict], step: int, window: int) -> float | None:
@@ -87,11 +92,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--json", type=Path, default=None, help="write the rows to this JSON file")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    log = [] if args.log is None else [json.loads(line) for line in args.log.read_text().splitlines() if line.strip()]
+    log = [] if args.log is None else read_log(args.log)
+    start = time.perf_counter()
     rows = learning_curve(args.models, log, n=args.n, steps=args.steps, seed=args.seed, loss_window=args.loss_window)
     if args.json:
-        meta = {"argv": sys.argv[1:] if argv is None else list(argv), "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                "torch": torch.__version__}  # fmt: skip
+        meta = run_meta(argv, start)
         args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n", encoding="utf-8")
     print(format_table(rows, args.loss_window))
     return rows

@@ -37,11 +37,8 @@ On two cores, run two parts side by side (one thread each, same --n and --ddpm-n
 from __future__ import annotations
 
 import argparse
-import datetime
 import fnmatch
 import json
-import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -64,6 +61,11 @@ from course_ddpm.evaluation import (
 from course_ddpm.samplers import sample
 from course_ddpm.schedules import Schedule
 from course_ddpm.training import derive_seed
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)  # benchmarks/ is a folder of scripts, not a package
+from run_info import run_meta  # noqa: E402
 
 DDIM_STEPS = (10, 20, 50, 100)
 DDIM_ETAS = (0.0, 0.5, 1.0)
@@ -361,12 +363,7 @@ def main(argv: list[str] | None = None) -> dict:
         "tensors_sha256": state_dict_sha256(model),
         "model": card.get("model"),
         "schedule": (card.get("schedule") or {}).get("name"),
-        "argv": sys.argv[1:] if argv is None else list(argv),
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "torch": torch.__version__,
-        "machine": f"{platform.machine()} {platform.processor()}".strip(),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "total_wall_s": time.perf_counter() - start,
+        **run_meta(argv, start),
     }
     return _report(study, args.json, args.checkpoint)
 

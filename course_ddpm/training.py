@@ -350,8 +350,11 @@ def diffusion_loss(model: nn.Module, schedule: Schedule, batch: Batch, precision
 
 
 def read_log(out_dir: str | Path) -> list[dict]:
-    """The entries of ``out_dir/log.jsonl`` (an unfinished last line is skipped)."""
-    path = Path(out_dir) / "log.jsonl"
+    """The entries of a training log: ``out_dir/log.jsonl``, or a ``.jsonl`` file itself (e.g. the
+    loss log shipped beside pretrained weights). An unfinished last line is skipped."""
+    path = Path(out_dir)
+    if path.suffix != ".jsonl":
+        path = path / "log.jsonl"
     if not path.exists():
         return []
     entries = []

@@ -7,7 +7,6 @@ import hashlib
 import json
 import shutil
 import socket
-from pathlib import Path
 
 import pytest
 import torch

@@ -164,6 +164,7 @@ def test_run_writes_log_checkpoints_and_loadable_ema(tmp_path):
     result = train(config, progress=False, data=synthetic_data())
     log = read_log(config.out_dir)
     assert [e["step"] for e in log] == [2, 4, 5]
+    assert read_log(Path(config.out_dir) / "log.jsonl") == log  # the file itself reads the same
     assert set(log[0]) == {"step", "loss", "lr", "images_per_s", "wall_time"}
     # Each entry is the mean loss since the previous one.
     for entry, window in zip(log, [result.losses[0:2], result.losses[2:4], result.losses[4:5]]):

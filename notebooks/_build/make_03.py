@@ -27,7 +27,6 @@ cells = [
     """),
     code(r"""
     import inspect
-    import json
     import shutil
     import sys
     import tempfile
@@ -333,8 +332,7 @@ cells = [
     `log_every` steps, each the mean loss since the previous entry):
     """),
     code(r"""
-    log_path = weights_dir() / "ddpm_unet.log.jsonl"
-    log = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    log = training.read_log(weights_dir() / card["loss_log"])
     every = card["training"]["log_every"]
     print(f"{len(log)} entries, steps {log[0]['step']}..{log[-1]['step']}; "
           f"loss {log[0]['loss']:.3f} -> {log[-1]['loss']:.4f}; {log[-1]['wall_time'] / 3600:.1f} h of training")
