@@ -7,6 +7,12 @@
 # `python -m course_ddpm.data`; set COURSE_DDPM_DATA to use a folder of .gz files offline).
 #
 # Knobs:  make test PYTHON=python3.12 VENV=.venv PIP_ARGS="--index-url ..." TESTS=tests/test_data.py
+#
+# For contributors (README, "Editing the notebooks"):
+#   make sync        bring each notebooks/NN_*.py text twin and its .ipynb in step (jupytext)
+#   make notebooks   re-execute every notebook in order, storing outputs and measured runtimes
+#   make check-cpu   nbval again under torch's plain kernels (ATEN_CPU_CAPABILITY=default), with
+#                    1 and with 4 threads: the stored outputs must not depend on the CPU
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -26,7 +32,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.course_ddpm-installed
 SANITIZE := $(wildcard notebooks/nbval_sanitize.cfg)
 
-.PHONY: lab test setup data
+.PHONY: lab test setup data sync notebooks check-cpu
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
@@ -41,6 +47,18 @@ test: setup
 	@echo '$(NBVAL)'; $(NBVAL); rc=$$?; \
 	if [ $$rc -eq 5 ] || [ $$rc -eq 4 -a ! -d notebooks ]; then echo "no notebooks yet: nbval had nothing to run"; rc=0; fi; \
 	exit $$rc
+
+sync: $(STAMP)
+	$(VENV)/bin/jupytext --sync notebooks/[0-9][0-9]_*.ipynb
+
+notebooks: setup
+	$(PY) scripts/execute_notebooks.py
+
+# The stored outputs were made on one CPU; they must hold on any other. torch's plain
+# (non-vectorised) kernels and other thread counts change the round-off, as another CPU would.
+check-cpu: setup
+	ATEN_CPU_CAPABILITY=default COURSE_DDPM_THREADS=1 $(NBVAL)
+	COURSE_DDPM_THREADS=4 $(NBVAL)
 
 # --- internal steps (`make lab` and `make test` run them) ---------------------------------
 

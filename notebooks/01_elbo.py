@@ -1,0 +1,470 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 1 · The ELBO of a variational diffusion model
+#
+# **Runtime:** about 15 s on 2 CPU cores (measured with `jupyter nbconvert --execute`; several times
+# longer when other programs compete for the cores).
+#
+# We derive the training objective of a diffusion model the way Luo (2022, *Understanding Diffusion
+# Models: A Unified Perspective*, arXiv:2208.11970) does — as the evidence lower bound (ELBO) of a
+# hierarchical VAE — and check every step numerically on a toy distribution whose density and
+# optimal denoiser are known exactly. Nothing is trained: the toy's optimal noise predictor plays the
+# trained network.
+#
+# Plan: Markovian hierarchical VAE → three restrictions → ELBO with consistency terms → ELBO with
+# denoising terms → the posterior $q(x_{t-1}\mid x_t, x_0)$ → KL as a weighted MSE → $L_\text{simple}$
+# → three equivalent predictions ($x_0$, $\epsilon$, score) → both ELBO forms by Monte Carlo →
+# errata of the lecture notes.
+#
+# *Time index.* Formulas use the papers' $t = 1,\dots,T$; code uses `t = 0..T-1`, so code `t` is
+# paper $t+1$ (see `course_ddpm.schedules`).
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+
+from course_ddpm import forward, losses, plotting, reverse
+from course_ddpm.notebook import below, setup, show_code
+from course_ddpm.schedules import linear_schedule
+from course_ddpm.toy import GaussianMixture
+
+setup(seed=0)  # torch threads and seed (course_ddpm.notebook.setup)
+
+# %% [markdown]
+# ## 1. From a VAE to a Markovian hierarchical VAE
+#
+# A VAE has one latent $z$ and the bound
+# $\log p(x) \ge \mathbb E_{q(z\mid x)}[\log p_\theta(x\mid z)] - D_\mathrm{KL}(q(z\mid x)\,\|\,p(z))$.
+# A *Markovian hierarchical* VAE stacks $T$ latents $x_1,\dots,x_T$ above the data $x_0$ in a chain.
+# The decoder walks **down** the chain, the encoder walks **up**:
+#
+# $$p(x_{0:T}) = p(x_T)\prod_{t=1}^{T} p_\theta(x_{t-1}\mid x_t),
+# \qquad
+# q(x_{1:T}\mid x_0) = \prod_{t=1}^{T} q(x_t\mid x_{t-1}).$$
+#
+# Each decoder factor goes from $x_t$ to $x_{t-1}$ (erratum 1 below).
+#
+# ## 2. Three restrictions make it a variational diffusion model
+#
+# Luo (section *Variational Diffusion Models*):
+# 1. every latent has the **dimension of the data**;
+# 2. the encoder step is **fixed, not learned**: a linear Gaussian
+#    $q(x_t\mid x_{t-1}) = \mathcal N\big(\sqrt{\alpha_t}\,x_{t-1},\ (1-\alpha_t) I\big)$, with $\beta_t = 1-\alpha_t$ from a schedule;
+# 3. the $\alpha_t$ are chosen so that the last latent is **standard normal**, $q(x_T\mid x_0)\approx\mathcal N(0, I)$.
+#
+# Our data is a 1-D mixture of two Gaussians (`toy.GaussianMixture`). Here are 40 of 2 000 paths of
+# the encoder chain, from the data (left) to noise (right):
+
+# %%
+mixture = GaussianMixture(weights=(0.3, 0.7), means=(-1.0, 0.6), stds=(0.15, 0.3))
+schedule = linear_schedule(1000)
+x0 = mixture.sample((2000, 1), generator=torch.Generator().manual_seed(0))  # (B, 1)
+chain = forward.q_trajectory(schedule, x0, generator=torch.Generator().manual_seed(1))  # (T + 1, B, 1)
+plotting.paths_1d(chain, max_paths=40, title="forward chain on the toy mixture")
+plt.show()
+
+# %% [markdown]
+# The three restrictions, checked on these paths. For restriction 2 we regress $x_t$ on $x_{t-1}$
+# at one step: a fixed linear Gaussian step has slope $\sqrt{\alpha_t}$, intercept 0 and residual
+# variance $\beta_t$, whatever the data.
+
+# %%
+print(f"1. dimension: x0 {tuple(x0.shape)}; chain {tuple(chain.shape)} = (T + 1, B, 1), every x_t like x0")
+
+t = 500  # code step: chain[t] is x_{t-1} of this step, chain[t + 1] is x_t
+x_prev, x_next = chain[t], chain[t + 1]  # (B, 1) each
+design = torch.cat([x_prev, torch.ones_like(x_prev)], dim=1)  # (B, 2): columns for slope and intercept
+coef = torch.linalg.lstsq(design, x_next).solution  # (2, 1): least-squares slope and intercept
+slope, intercept = coef[:, 0]
+residual_var = (x_next - design @ coef).var()
+print(f"2. fixed step: slope {slope:.4f} (sqrt(alpha_t) = {schedule.alpha[t].sqrt():.4f}), "
+      f"intercept {intercept:+.4f}, residual variance {residual_var:.5f} (beta_t = {schedule.beta[t]:.5f})")
+
+print(f"3. x_T: mean {chain[-1].mean():+.3f}, std {chain[-1].std():.3f} (N(0, 1)); alpha_bar_T = {schedule.alpha_bar[-1]:.1e}")
+
+# %% [markdown]
+# The encoder step in the package is exactly this closed form of the schedule; there is nothing in it to learn:
+
+# %%
+show_code(forward.q_step_mean_variance)
+
+# %% [markdown]
+# ## 3. The ELBO, first form: reconstruction, prior matching, consistency
+#
+# Multiply and divide by the encoder and use Jensen's inequality ($\log$ is concave):
+#
+# $$\log p(x_0) = \log \mathbb E_{q(x_{1:T}\mid x_0)}\!\left[\frac{p(x_{0:T})}{q(x_{1:T}\mid x_0)}\right]
+# \;\ge\; \mathbb E_{q(x_{1:T}\mid x_0)}\!\left[\log\frac{p(x_{0:T})}{q(x_{1:T}\mid x_0)}\right] = \text{ELBO}.$$
+#
+# From here on it is an inequality, "$\ge$", never "$=$" (erratum 2). Insert the two products and pair
+# every decoder factor with the encoder factor of the same variable:
+#
+# $$\text{ELBO} = \mathbb E_q\big[\log p_\theta(x_0\mid x_1)\big]
+# + \mathbb E_q\!\left[\log\frac{p(x_T)}{q(x_T\mid x_{T-1})}\right]
+# + \sum_{t=1}^{T-1}\mathbb E_q\!\left[\log\frac{p_\theta(x_t\mid x_{t+1})}{q(x_t\mid x_{t-1})}\right].$$
+#
+# A log-ratio becomes a $-D_\mathrm{KL}$ only after the expectation is split in two: an outer one over
+# the variables the densities condition on, and an inner one over the variable they are densities
+# of, *under its conditional distribution given the outer ones* (erratum 3). For the prior term,
+# given $x_{T-1}$ the variable $x_T$ is distributed as $q(x_T\mid x_{T-1})$, so the inner expectation
+# is $-D_\mathrm{KL}(q(x_T\mid x_{T-1})\,\|\,p(x_T))$. Luo (eq. 45) does the same for every term:
+#
+# $$\text{ELBO} = \underbrace{\mathbb E_{q(x_1\mid x_0)}\big[\log p_\theta(x_0\mid x_1)\big]}_{\text{reconstruction}}
+# - \underbrace{\mathbb E_{q(x_{T-1}\mid x_0)}\big[D_\mathrm{KL}(q(x_T\mid x_{T-1})\,\|\,p(x_T))\big]}_{\text{prior matching}}
+# - \sum_{t=1}^{T-1}\underbrace{\mathbb E_{q(x_{t-1},x_{t+1}\mid x_0)}\big[D_\mathrm{KL}(q(x_t\mid x_{t-1})\,\|\,p_\theta(x_t\mid x_{t+1}))\big]}_{\text{consistency}}$$
+#
+# The consistency term asks the decoder step from $x_{t+1}$ to agree with the encoder step from
+# $x_{t-1}$. One caution: given *both* $x_{t-1}$ and $x_{t+1}$, $x_t$ is not distributed as
+# $q(x_t\mid x_{t-1})$ but as $r = q(x_t\mid x_{t-1}, x_{t+1})$, so the printed KL is not the inner
+# expectation. `losses.elbo_consistency_form` integrates $x_t$ under $r$ instead, giving
+# $D_\mathrm{KL}(r\,\|\,p_\theta(x_t\mid x_{t+1})) - D_\mathrm{KL}(r\,\|\,q(x_t\mid x_{t-1}))$ per term,
+# which is the ELBO. Section 9 measures how far the printed version is off.
+#
+# ## 4. The ELBO, second form: denoising matching
+#
+# The first form needs two random neighbours per term. Luo's second derivation conditions on $x_0$:
+# by the Markov property $q(x_t\mid x_{t-1}) = q(x_t\mid x_{t-1}, x_0)$, and by Bayes' rule
+#
+# $$q(x_t\mid x_{t-1}, x_0) = \frac{q(x_{t-1}\mid x_t, x_0)\,q(x_t\mid x_0)}{q(x_{t-1}\mid x_0)} .$$
+#
+# Put this into the encoder product for $t\ge 2$: the ratios $q(x_t\mid x_0)/q(x_{t-1}\mid x_0)$
+# telescope to $q(x_T\mid x_0)/q(x_1\mid x_0)$, and (Luo eq. 58; Ho et al. 2020 eq. 5 with the sign flipped)
+#
+# $$\text{ELBO} = \underbrace{\mathbb E_{q(x_1\mid x_0)}\big[\log p_\theta(x_0\mid x_1)\big]}_{\text{reconstruction}}
+# - \underbrace{D_\mathrm{KL}(q(x_T\mid x_0)\,\|\,p(x_T))}_{\text{prior matching}}
+# - \sum_{t=2}^{T}\underbrace{\mathbb E_{q(x_t\mid x_0)}\big[D_\mathrm{KL}(q(x_{t-1}\mid x_t, x_0)\,\|\,p_\theta(x_{t-1}\mid x_t))\big]}_{\text{denoising matching}} .$$
+#
+# Here the split is right: given $x_t$ and $x_0$, $x_{t-1}$ is distributed as $q(x_{t-1}\mid x_t, x_0)$.
+# Each term has one random variable, $x_t$, and the prior term none. The decoder step is trained to
+# match the *posterior of the forward process*, which we now compute.
+#
+# ## 5. The posterior $q(x_{t-1}\mid x_t, x_0)$
+#
+# Given a clean $x_0$ and a noisy $x_t$, where was $x_{t-1}$? Bayes' rule from above, evaluated on a
+# grid of $x_{t-1}$ with three Gaussian densities of the forward process (the package's
+# `q_step_mean_variance`, `q_mean_variance` and `losses.gaussian_log_likelihood`), against the
+# closed form `forward.q_posterior`:
+
+# %%
+t = torch.tensor([20])  # code step: x_t is paper x_21, x_{t-1} is paper x_20
+x0_point = torch.tensor([[0.6]], dtype=torch.float64)  # (1, 1)
+x_t = forward.q_sample(schedule, x0_point, t, eps=torch.tensor([[1.0]], dtype=torch.float64))  # one sigma away
+grid = torch.linspace(0.3, 0.95, 401, dtype=torch.float64)[:, None]  # (N, 1) values of x_{t-1}
+t_grid = t.expand(grid.shape[0])
+
+step_mean, step_var = forward.q_step_mean_variance(schedule, grid, t_grid)  # q(x_t | x_{t-1}), per grid point
+prior_mean, prior_var = forward.q_mean_variance(schedule, x0_point, t - 1)  # q(x_{t-1} | x_0)
+marg_mean, marg_var = forward.q_mean_variance(schedule, x0_point, t)  # q(x_t | x_0)
+log_likelihood = losses.gaussian_log_likelihood(x_t.expand_as(grid), step_mean, step_var.log())
+log_prior = losses.gaussian_log_likelihood(grid, prior_mean.expand_as(grid), prior_var.log())
+log_evidence = losses.gaussian_log_likelihood(x_t, marg_mean, marg_var.log())
+log_bayes = log_likelihood + log_prior - log_evidence  # log q(x_{t-1} | x_t, x_0), Bayes' rule
+
+mu_tilde, beta_tilde = forward.q_posterior(schedule, x0_point, x_t, t)
+log_closed = losses.gaussian_log_likelihood(grid, mu_tilde.expand_as(grid), beta_tilde.log())
+
+plotting.density_curves(grid[:, 0], {
+    "q(x_{t-1} | x_0)": log_prior[:, 0].exp(),
+    "q(x_{t-1} | x_t, x_0) by Bayes' rule": log_bayes[:, 0].exp(),
+    "--closed form N(mu_tilde, beta_tilde)": log_closed[:, 0].exp(),
+}, xlabel="x_{t-1}", title=f"x_0 = 0.6, x_t = {x_t.item():.3f}, code t = 20")
+plt.show()
+
+# %% [markdown]
+# The posterior is narrower than the prior $q(x_{t-1}\mid x_0)$ and pulled toward the observed $x_t$.
+# Completing the square in Bayes' rule gives (Ho et al. eqs. 6–7; Luo section *Variational Diffusion Models*)
+#
+# $$q(x_{t-1}\mid x_t, x_0) = \mathcal N\big(x_{t-1};\ \tilde\mu_t(x_t, x_0),\ \tilde\beta_t I\big),\qquad
+# \tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\,x_0 + \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t,\qquad
+# \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t .$$
+
+# %%
+print(f"max |log Bayes - log closed form| on the grid: {below(log_bayes - log_closed, 1e-10)}")
+print(f"mu_tilde = {mu_tilde.item():.5f}, beta_tilde = {beta_tilde.item():.3e}")
+show_code(forward.q_posterior)
+
+# %% [markdown]
+# ## 6. The KL is a weighted MSE — on $x_0$, then on $\epsilon$
+#
+# We fix the decoder's variance to $\sigma_t^2 = \tilde\beta_t$ and give it the posterior's mean with
+# $x_0$ replaced by a prediction $\hat x_\theta(x_t, t)$ (`reverse.p_mean_variance`). Two Gaussians
+# with one variance differ only in the mean, so (Ho et al. eq. 8; `losses.weighted_x0_mse_coefficient`)
+#
+# $$D_\mathrm{KL}\big(q(x_{t-1}\mid x_t,x_0)\,\|\,p_\theta(x_{t-1}\mid x_t)\big)
+# = \frac{\|\tilde\mu_t(x_t,x_0) - \tilde\mu_t(x_t,\hat x_\theta)\|^2}{2\sigma_t^2}
+# = \frac{\bar\alpha_{t-1}\beta_t^2}{2\sigma_t^2(1-\bar\alpha_t)^2}\,\|x_0 - \hat x_\theta\|^2
+# = \tfrac12\big(\mathrm{SNR}(t-1) - \mathrm{SNR}(t)\big)\,\|x_0 - \hat x_\theta\|^2 ,$$
+#
+# with $\mathrm{SNR}(t) = \bar\alpha_t/(1-\bar\alpha_t)$. Writing $x_0$ and $\hat x_\theta$ through the
+# noise, $x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon)/\sqrt{\bar\alpha_t}$, turns it into an MSE on
+# $\epsilon$ (Ho et al. eq. 12, `losses.weighted_eps_mse_coefficient`):
+#
+# $$D_\mathrm{KL} = \frac{\beta_t^2}{2\sigma_t^2\,\alpha_t\,(1-\bar\alpha_t)}\,\|\epsilon - \hat\epsilon_\theta(x_t, t)\|^2 .$$
+#
+# Check with a deliberately imperfect predictor (the optimal one plus 0.3) at code step 300: the KL
+# from `losses.normal_kl` and the two weighted MSEs agree for every sample.
+
+# %%
+t = torch.full((5,), 300)
+x0_batch = mixture.sample((5, 1), generator=torch.Generator().manual_seed(2))  # (5, 1)
+eps = torch.randn((5, 1), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+x_t = forward.q_sample(schedule, x0_batch, t, eps)
+eps_pred = mixture.optimal_eps(schedule, x_t, t) + 0.3
+
+mu_tilde, beta_tilde = forward.q_posterior(schedule, x0_batch, x_t, t)
+p = reverse.p_mean_variance(schedule, x_t, t, eps_pred, variance="fixed_small")
+kl = losses.normal_kl(mu_tilde, beta_tilde.log(), p.mean, p.log_variance)
+x0_form = losses.weighted_x0_mse_coefficient(schedule)[300] * (x0_batch - p.x0_pred) ** 2
+eps_form = losses.weighted_eps_mse_coefficient(schedule)[300] * (eps - eps_pred) ** 2
+for row in torch.cat([kl, x0_form, eps_form], dim=1):
+    print("KL {:.6f}   x0-MSE form {:.6f}   eps-MSE form {:.6f}".format(*row.tolist()))
+
+# %% [markdown]
+# ## 7. The simplified loss $L_\text{simple}$
+#
+# Ho et al. (eq. 14) drop the weight and train on
+#
+# $$L_\text{simple} = \mathbb E_{t, x_0, \epsilon}\big[\|\epsilon - \hat\epsilon_\theta(\sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon,\ t)\|^2\big],
+# \qquad t\sim\mathcal U\{1,\dots,T\}.$$
+#
+# The weights it drops are near 1 at the first steps and about 0.005 to 0.01 over most of the
+# chain. So, compared with the ELBO, $L_\text{simple}$ down-weights the first, least noisy steps and
+# emphasises the harder, noisier ones, which Ho et al. found gives better samples:
+
+# %%
+weights = losses.weighted_eps_mse_coefficient(schedule)  # (T,), code t
+steps = torch.arange(schedule.T, dtype=torch.float64)
+plotting.density_curves(steps, {"ELBO weight of ||eps - eps_pred||^2": weights, "--L_simple: 1": torch.ones_like(weights)},
+                        xlabel="t (code index)", yscale="log", title="per-step weights, linear T=1000")
+plt.show()
+print(f"weight at t=0: {weights[0]:.3f}, t=1: {weights[1]:.3f}, t=500: {weights[500]:.4f}, t=999: {weights[999]:.4f}")
+show_code(losses.l_simple)
+
+# %% [markdown]
+# For the optimal predictor $L_\text{simple}$ is well below 1, the value of always predicting $\hat\epsilon = 0$:
+
+# %%
+g = torch.Generator().manual_seed(4)
+x0_batch = mixture.sample((20_000, 1), generator=g)
+t = torch.randint(0, schedule.T, (20_000,), generator=g)
+eps = torch.randn(x0_batch.shape, generator=g, dtype=torch.float64)
+x_t = forward.q_sample(schedule, x0_batch, t, eps)
+print(f"L_simple, optimal predictor: {losses.l_simple(eps, mixture.optimal_eps(schedule, x_t, t)):.4f}")
+print(f"L_simple, predicting zero:   {losses.l_simple(eps, torch.zeros_like(eps)):.4f}")
+
+# %% [markdown]
+# ## 8. Three equivalent predictions: $x_0$, $\epsilon$ and the score
+#
+# Since $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$, a network that predicts
+# any one of $x_0$, $\epsilon$ or the score $\nabla_{x_t}\log q(x_t)$ predicts all three (Luo, section
+# *Three Equivalent Interpretations*). For the toy we know the optimal ones. Picture first: at code
+# step 300, the best guess of $x_0$ given $x_t$, computed two ways — by Tweedie's formula from the
+# score, and by brute-force integration of the posterior $p(x_0\mid x_t)\propto p(x_0)\,q(x_t\mid x_0)$
+# on a grid:
+
+# %%
+t_code = 300
+x_t = torch.linspace(-2.5, 2.5, 201, dtype=torch.float64)[:, None]  # (M, 1) grid of x_t
+t = torch.full((x_t.shape[0],), t_code)
+
+eps_opt = mixture.optimal_eps(schedule, x_t, t)  # E[eps | x_t]
+x0_from_eps = forward.x0_from_eps(schedule, x_t, t, eps_opt)
+score = forward.score_from_eps(schedule, t, eps_opt)
+x0_tweedie = forward.x0_from_score(schedule, x_t, t, score)
+
+# Brute force on a grid of x0: E[x0 | x_t] = sum_k x0_k w_k / sum_k w_k, w_k = p(x0_k) q(x_t | x0_k).
+x0_grid = torch.linspace(-3.0, 3.0, 6001, dtype=torch.float64)[:, None]  # (K, 1)
+mean, var = forward.q_mean_variance(schedule, x0_grid, torch.full((x0_grid.shape[0],), t_code))  # (K, 1)
+log_joint = mixture.log_prob(x0_grid)[None, :] + losses.gaussian_log_likelihood(x_t, mean.T, var.log().T)  # (M, K)
+x0_brute = (torch.softmax(log_joint, dim=1) @ x0_grid)  # (M, 1)
+
+plotting.density_curves(x_t[:, 0], {"E[x0 | x_t], Tweedie (from the score)": x0_tweedie[:, 0],
+                                    "--E[x0 | x_t], integration over x0": x0_brute[:, 0]},
+                        xlabel="x_t (code t = 300)", title="the optimal x0 prediction")
+plt.show()
+
+# %% [markdown]
+# The formulas (`forward.x0_from_eps`, `score_from_eps`, `x0_from_score`):
+#
+# $$\hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\,\hat\epsilon}{\sqrt{\bar\alpha_t}},\qquad
+# \nabla_{x_t}\log q(x_t) = -\frac{\hat\epsilon}{\sqrt{1-\bar\alpha_t}},\qquad
+# \mathbb E[x_0\mid x_t] = \frac{x_t + (1-\bar\alpha_t)\,\nabla_{x_t}\log q(x_t)}{\sqrt{\bar\alpha_t}}\quad\text{(Tweedie)}.$$
+#
+# Checks: the $x_0$ from $\epsilon$ equals the $x_0$ from the score; the score from $\epsilon$ equals
+# the gradient of the exact $\log q(x_t)$ by autograd; and Tweedie equals the brute-force posterior mean.
+
+# %%
+x_t_leaf = x_t.clone().requires_grad_(True)
+autograd_score, = torch.autograd.grad(mixture.noised_log_prob(schedule, x_t_leaf, t).sum(), x_t_leaf)
+# Residuals are round-off (float64): printed as a bound, which holds on every CPU.
+print(f"max |x0 from eps - x0 from score|       {below(x0_from_eps - x0_tweedie)}")
+print(f"max |score from eps - autograd score|    {below(score - autograd_score)}")
+print(f"max |Tweedie - brute-force E[x0 | x_t]| {below(x0_tweedie - x0_brute)}")
+
+# %% [markdown]
+# ## 9. Both ELBO forms by Monte Carlo
+#
+# Now the two forms of the ELBO for one data point, $x_0 = 0.6$, with the optimal denoiser as the
+# model, $\sigma_t^2 = \tilde\beta_t$ and $T = 1000$. We draw 5 000 forward trajectories and evaluate
+# both forms on the same ones with `losses.elbo_consistency_form` and `losses.elbo_denoising_form`;
+# each returns one estimate per trajectory, in nats, and its terms.
+
+# %%
+B = 5000
+x0_point = torch.full((B, 1), 0.6, dtype=torch.float64)
+trajectory = forward.q_trajectory(schedule, x0_point, generator=torch.Generator().manual_seed(5))  # (T + 1, B, 1)
+model = mixture.eps_model(schedule)  # the optimal denoiser, model(x_t, t) -> eps_pred
+consistency = losses.elbo_consistency_form(schedule, trajectory, model)
+denoising = losses.elbo_denoising_form(schedule, trajectory, model)
+log_px = mixture.log_prob(x0_point[:1]).item()
+
+print(f"{'form':12s} {'ELBO mean':>10s} {'+- s.e.':>8s} {'std':>6s} {'reconstr.':>10s} {'prior m.':>9s} {'sum of T-1 terms':>17s}")
+for name, est, middle in (("consistency", consistency, consistency.consistency),
+                          ("denoising", denoising, denoising.denoising_matching)):
+    print(f"{name:12s} {est.elbo.mean():10.4f} {est.elbo.std() / B**0.5:8.4f} {est.elbo.std():6.3f} "
+          f"{est.reconstruction.mean():10.4f} {est.prior_matching.mean():9.4f} {middle.sum(1).mean():17.4f}")
+diff = consistency.elbo - denoising.elbo
+print(f"paired difference of the two estimates: {diff.mean():+.4f} +- {diff.std() / B**0.5:.4f} (s.e.)")
+print(f"exact log p(x0) = {log_px:.4f}")
+
+# %% [markdown]
+# **Same mean.** The two forms agree within Monte Carlo error, although their terms are split very
+# differently: the consistency form's prior term $\mathbb E[D_\mathrm{KL}(q(x_T\mid x_{T-1})\,\|\,\mathcal N(0,1))]$
+# is about 2 nats (one step of variance $\beta_T = 0.02$ is far from $\mathcal N(0,1)$), while
+# $D_\mathrm{KL}(q(x_T\mid x_0)\,\|\,\mathcal N(0,1))$ is almost 0; the middle terms make up the difference.
+#
+# **Variance, term by term.** Luo's argument: a consistency term depends on two random variables
+# $(x_{t-1}, x_{t+1})$, a denoising term on one ($x_t$), so each consistency term should be noisier.
+# The variance of every term over the 5 000 trajectories, at the paper steps $t = 2..999$ both forms have:
+
+# %%
+var_consistency = consistency.consistency[:, 1:].var(dim=0)  # paper t = 2..T-1
+var_denoising = denoising.denoising_matching[:, :-1].var(dim=0)  # paper t = 2..T-1
+paper_t = torch.arange(2, schedule.T, dtype=torch.float64)
+plotting.density_curves(paper_t, {"consistency term": var_consistency, "denoising term": var_denoising},
+                        xlabel="paper step t", ylabel="variance over trajectories", yscale="log",
+                        title="variance of each term of the ELBO")
+plt.show()
+share = (var_consistency > var_denoising).double().mean().item()
+print(f"the consistency term has the larger variance at {100 * share:.0f} % of the steps")
+print(f"sum over steps of the per-term variances: consistency {var_consistency.sum():.3f}, denoising {var_denoising.sum():.3f}")
+
+# %% [markdown]
+# So term by term Luo is right. The variance of the *whole* estimate also depends on how the terms
+# covary. If every term gets its own independent trajectory (we shuffle each column of the term
+# tables across trajectories), the variances simply add and the consistency form is the noisier one.
+# Along *one shared* trajectory it is the other way round for this toy: all denoising terms depend on
+# how far that one path strayed, so they are positively correlated and their sum spreads more.
+
+# %%
+g = torch.Generator().manual_seed(6)
+
+def shuffled_columns(terms: torch.Tensor) -> torch.Tensor:
+    # Each column (one term) gets an independent random order of the trajectories.
+    order = torch.rand(terms.shape, generator=g, dtype=torch.float64).argsort(dim=0)
+    return terms.gather(0, order)
+
+independent = {
+    "consistency": consistency.reconstruction - consistency.prior_matching
+    - shuffled_columns(consistency.consistency).sum(1),
+    "denoising": denoising.reconstruction - denoising.prior_matching
+    - shuffled_columns(denoising.denoising_matching).sum(1),
+}
+print(f"{'form':12s} {'std, independent trajectory per term':>37s} {'std, one shared trajectory':>27s}")
+for name, shared in (("consistency", consistency.elbo), ("denoising", denoising.elbo)):
+    print(f"{name:12s} {independent[name].std():37.3f} {shared.std():27.3f}")
+
+# %% [markdown]
+# **The bound.** The distributions of the per-trajectory estimates (shared trajectories), their means
+# (dashed) and the exact $\log p(x_0)$ of the toy (black):
+
+# %%
+plotting.elbo_distributions({"consistency form": consistency.elbo, "denoising form": denoising.elbo},
+                            log_px=log_px, xlabel="ELBO estimate for x0 = 0.6 (nats)")
+plt.show()
+for name, est in (("consistency", consistency.elbo), ("denoising", denoising.elbo)):
+    above = (est > log_px).double().mean().item()
+    print(f"{name:12s}: mean ELBO - log p(x0) = {est.mean() - log_px:+.3f} nats; "
+          f"single estimates above log p(x0): {100 * above:.0f} %")
+
+# %% [markdown]
+# The *mean* lies below $\log p(x_0)$, by about 0.55 nats — the price of Gaussian decoder steps with
+# fixed variances. Single estimates lie above it about half of the time: the bound holds for the
+# expectation, not for one Monte Carlo draw.
+#
+# Strictly, the ELBO bounds the *model's* $\log p_\theta(x_0)$, and our model only approximates the toy.
+# Averaged over data $x_0\sim p$, though, $\mathbb E[\text{ELBO}] \le \mathbb E[\log p_\theta(x_0)] \le \mathbb E[\log p(x_0)]$
+# (the second step is Gibbs' inequality), so the comparison with the true density is rigorous on average:
+
+# %%
+x0_data = mixture.sample((2000, 1), generator=torch.Generator().manual_seed(7))
+data_trajectory = forward.q_trajectory(schedule, x0_data, generator=torch.Generator().manual_seed(8))
+elbo_data = losses.elbo_denoising_form(schedule, data_trajectory, model).elbo
+gap = mixture.log_prob(x0_data) - elbo_data
+print(f"E[log p(x0)] = {mixture.log_prob(x0_data).mean():.4f},  E[ELBO] = {elbo_data.mean():.4f},  "
+      f"gap {gap.mean():.3f} +- {gap.std() / 2000**0.5:.3f} nats")
+
+# %% [markdown]
+# **Luo's eq. 45 as printed.** Evaluate the printed consistency term
+# $D_\mathrm{KL}(q(x_t\mid x_{t-1})\,\|\,p_\theta(x_t\mid x_{t+1}))$ with the package's Gaussians on 2 000 of
+# the same trajectories, at a few steps, next to the correct term. The printed term is roughly one nat
+# larger at each of them (more at the first steps), so summed over ~1000 steps the printed form would undershoot the ELBO by
+# hundreds of nats:
+
+# %%
+n = 2000  # of the B trajectories
+for t_paper in (2, 250, 500, 750, 999):
+    into = torch.full((n,), t_paper - 1)  # code step of the forward step x_{t-1} -> x_t
+    out_of = torch.full((n,), t_paper)  # code step of the reverse step x_{t+1} -> x_t
+    q_mean, q_var = forward.q_step_mean_variance(schedule, trajectory[t_paper - 1, :n], into)
+    x_next = trajectory[t_paper + 1, :n]
+    p = reverse.p_mean_variance(schedule, x_next, out_of, model(x_next, out_of))
+    as_printed = losses.normal_kl(q_mean, q_var.log(), p.mean, p.log_variance).mean()
+    print(f"paper t = {t_paper:3d}: printed term {as_printed:.4f} nats, correct term "
+          f"{consistency.consistency[:n, t_paper - 1].mean():+.4f} nats")
+
+# %% [markdown]
+# > ### Errata — the seed lecture's notes
+# >
+# > 1. **Decoder index.** The notes write the decoder step with $h_{t+1}$. The decoder walks *down* the
+# >    chain: $p_\theta(h_{t-1}\mid h_t)$, i.e. $p_\theta(x_{t-1}\mid x_t)$ for $t = T,\dots,1$, with $h_0 = x_0$
+# >    the data and $h_T = x_T\sim\mathcal N(0, I)$. Only the encoder goes up: $q(x_t\mid x_{t-1})$.
+# > 2. **"$\log p(x) =$" must stay "$\log p(x) \ge$".** After Jensen's inequality (section 3) every line is a
+# >    lower bound; equality holds only if $q(x_{1:T}\mid x_0)$ equals the model's posterior.
+# > 3. **The missing step from log-ratios to $-D_\mathrm{KL}$.** Write the joint expectation as an outer
+# >    expectation over the conditioning variable and an inner one over the variable the densities are
+# >    about, *taken under that variable's conditional given the outer ones*; only the inner expectation
+# >    is a $-D_\mathrm{KL}$. For a denoising term:
+# >    $$\mathbb E_{q(x_{t-1},x_t\mid x_0)}\Big[\log\tfrac{p_\theta(x_{t-1}\mid x_t)}{q(x_{t-1}\mid x_t,x_0)}\Big] = \mathbb E_{q(x_t\mid x_0)}\Big[\mathbb E_{q(x_{t-1}\mid x_t,x_0)}\big[\log\tfrac{p_\theta(x_{t-1}\mid x_t)}{q(x_{t-1}\mid x_t,x_0)}\big]\Big] = -\mathbb E_{q(x_t\mid x_0)}\big[D_\mathrm{KL}(q(x_{t-1}\mid x_t,x_0)\,\|\,p_\theta(x_{t-1}\mid x_t))\big].$$
+# >    Taking the inner expectation under the wrong conditional is what goes wrong in Luo's own eq. 45
+# >    (sections 3 and 9).
+# > 4. **Encoder mean.** $q(x_t\mid x_{t-1}) = \mathcal N\big(\sqrt{\alpha_t}\,x_{t-1},\ (1-\alpha_t)I\big)$: the mean
+# >    scales the *previous* latent $x_{t-1}$, not $x_t$ (section 2 measured the slope).
+# > 5. **"Train a network to introduce noise."** The forward (noising) process is fixed, not learned
+# >    (restriction 2). The network learns to *remove* noise: it predicts $\epsilon$ (equivalently
+# >    $x_0$ or the score) from $x_t$, which defines the decoder $p_\theta(x_{t-1}\mid x_t)$.
+
+# %% [markdown]
+# ## Summary
+#
+# * A diffusion model is a Markovian hierarchical VAE with a fixed Gaussian encoder whose last latent is $\mathcal N(0, I)$.
+# * Its ELBO can be written with consistency terms or with denoising-matching terms; both have the
+#   same expectation, and at almost every step the denoising term, with one random variable, has the
+#   smaller variance.
+# * Each denoising term is a KL between Gaussians, i.e. a weighted MSE on $x_0$, on $\epsilon$, or on the score;
+#   $L_\text{simple}$ drops the weights.
+# * The optimal predictions are posterior means (Tweedie), which the toy let us check exactly.

@@ -1,0 +1,259 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 2 · The forward process: noising an MNIST digit
+#
+# **Runtime:** about 10 s on 2 CPU cores (measured with `jupyter nbconvert --execute`; most of it is
+# importing torch and loading MNIST; several times longer when other programs compete for the cores).
+#
+# A diffusion model destroys data step by step with a *fixed* Gaussian noising process $q$ and
+# learns to undo it. Here we only look at $q$: one MNIST digit, four noise schedules, and the
+# numbers that tell us whether the last step $x_T$ really is pure noise.
+#
+# You will see
+# 1. the digit at a few steps of each schedule (a static strip, then an interactive slider),
+# 2. how $\bar\alpha_t$ and the signal-to-noise ratio fall over time,
+# 3. the pixel histogram turning into $\mathcal N(0, 1)$,
+# 4. the **T = 300 problem** of a lecture schedule — 22 % of the signal left in $x_T$ — and its fix.
+#
+# *Time index.* The papers count $t = 1,\dots,T$; the code counts `t = 0..T-1`, so code `t`
+# is paper $t+1$ (see `course_ddpm.schedules`). Every `t` printed below is a code index.
+
+# %%
+import math
+import warnings
+
+import matplotlib.pyplot as plt
+import torch
+
+from course_ddpm import forward, losses, plotting, widgets
+from course_ddpm.data import load_mnist
+from course_ddpm.notebook import setup, show_code
+from course_ddpm.schedules import Schedule, cosine_schedule, linear_schedule
+
+setup(seed=0)  # torch threads and seed (course_ddpm.notebook.setup)
+
+# %% [markdown]
+# ## The data
+#
+# `load_mnist` returns the images scaled to $[-1, 1]$ (pixel $p\in[0,1]$ becomes $x_0 = 2p - 1$),
+# the scale the noise is matched to. We take the first test digit.
+
+# %%
+x_test, y_test = load_mnist(train=False)
+x0 = x_test[0]  # (1, 28, 28)
+print(f"x_test: {tuple(x_test.shape)}, values in [{x_test.min():.1f}, {x_test.max():.1f}]; x0 is a {y_test[0].item()}")
+
+# %% [markdown]
+# ## Four schedules
+#
+# A schedule is the list of step variances $\beta_1,\dots,\beta_T$. We compare
+#
+# | name | betas | source |
+# |---|---|---|
+# | linear T=1000 | $10^{-4} \to 0.02$ | Ho et al. 2020, section 4 |
+# | linear T=300 | $10^{-4} \to 0.02$, only 300 steps | the lecture's first version |
+# | linear T=300 rescaled | both ends $\times\,1000/T$ | Nichol & Dhariwal 2021 (improved-diffusion) |
+# | cosine T=1000 | from $\bar\alpha_t = \cos^2(\cdot)$ | Nichol & Dhariwal 2021, eq. 17 |
+#
+# Building the lecture's schedule raises a `TerminalSignalWarning`; we catch it and print it, since
+# it is the subject of a section below.
+
+# %%
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    schedules = {
+        "linear T=1000": linear_schedule(1000),
+        "linear T=300": linear_schedule(300),
+        "linear T=300 rescaled": linear_schedule(300, rescale=True),
+        "cosine T=1000": cosine_schedule(1000),
+    }
+for w in caught:
+    print(f"{w.category.__name__}: {w.message}")
+
+# %% [markdown]
+# ## What the noising looks like
+#
+# Each row is one schedule; the columns are 0 %, 5 %, 10 %, 25 %, 50 %, 75 % and 100 % of the way
+# through its chain. All panels use the *same* noise draw, so rows differ only by how much signal
+# the schedule keeps; the titles give $\sqrt{\bar\alpha_t}$, the fraction of $x_0$ left.
+# Compare the last column: three chains end with $\sqrt{\bar\alpha_T}\le 0.01$, the lecture's
+# T=300 chain with 0.22 — though to the eye all four panels look like noise.
+# The difference is statistical, and we measure it below.
+
+# %%
+plotting.noising_strip(x0, schedules)
+plt.show()
+
+# %% [markdown]
+# ## The formula behind the picture
+#
+# One forward step is $q(x_t\mid x_{t-1}) = \mathcal N\big(\sqrt{\alpha_t}\,x_{t-1},\ \beta_t I\big)$
+# with $\alpha_t = 1-\beta_t$. Chaining $t$ Gaussian steps gives a Gaussian again (Ho et al. 2020, eq. 4):
+#
+# $$q(x_t\mid x_0) = \mathcal N\big(\sqrt{\bar\alpha_t}\,x_0,\ (1-\bar\alpha_t)\,I\big),
+# \qquad \bar\alpha_t = \prod_{s=1}^{t}\alpha_s ,$$
+#
+# so we can jump to any $t$ in one draw: $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$,
+# $\epsilon\sim\mathcal N(0, I)$. This is the package's code for it:
+
+# %%
+show_code(forward.q_sample)
+
+# %% [markdown]
+# The one-jump formula and the step-by-step chain agree. We run the chain
+# (`forward.q_trajectory`) on 20 000 copies of one pixel value and compare the empirical
+# mean and variance at a few steps with $\sqrt{\bar\alpha_t}\,x_0$ and $1-\bar\alpha_t$. They agree
+# within Monte Carlo error (about $\pm 0.007$ for the mean and $\pm 0.01$ for the variance here):
+
+# %%
+schedule = schedules["linear T=300 rescaled"]
+pixel = torch.full((20_000, 1), 0.8, dtype=torch.float64)
+chain = forward.q_trajectory(schedule, pixel, generator=torch.Generator().manual_seed(0))  # (T + 1, 20000, 1)
+for t in (0, 50, 150, 299):
+    mean, var = forward.q_mean_variance(schedule, pixel[:1], torch.tensor([t]))
+    x_t = chain[t + 1]  # entry k of the chain is paper x_k = code t = k - 1
+    print(f"t={t:3d}  mean {x_t.mean():+.3f} (formula {mean.item():+.3f})   variance {x_t.var():.3f} (formula {var.item():.3f})")
+
+# %% [markdown]
+# ## Signal left and signal-to-noise ratio
+#
+# $\sqrt{\bar\alpha_t}$ is the weight of the data in $x_t$, and
+# $\mathrm{SNR}(t) = \bar\alpha_t / (1-\bar\alpha_t)$ compares the signal's variance with the noise's.
+# The x-axis is $t/T$, so that chains of different length share it; SNR is on a log scale.
+# The rescaled T=300 curve (green) lies exactly on the linear T=1000 one (blue, hidden under it):
+# rescaling makes 300 steps do what 1000 did. The cosine schedule keeps more signal in the first
+# half; the lecture's short linear chain (orange) never gets its SNR below 0.05.
+
+# %%
+plotting.schedule_curves(schedules, ("alpha_bar", "snr"))
+plt.show()
+
+# %% [markdown]
+# ## The pixel histogram approaches $\mathcal N(0, 1)$
+#
+# Take 256 test digits and noise them to a few steps of the linear T=1000 schedule. MNIST pixels
+# sit mostly at $-1$ (background) and near $+1$ (ink); the noise blurs the two spikes into one
+# Gaussian. The red line is the $\mathcal N(0,1)$ density that sampling starts from.
+
+# %%
+schedule = schedules["linear T=1000"]
+batch = x_test[:256].double()  # (256, 1, 28, 28)
+eps = torch.randn(batch.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+panels = {}
+for t in (0, 100, 300, 999):
+    x_t = forward.q_sample(schedule, batch, torch.full((256,), t), eps)
+    panels[f"t={t}: mean {x_t.mean():+.2f}, std {x_t.std():.2f}"] = x_t
+plotting.pixel_histograms(panels)
+plt.show()
+
+# %% [markdown]
+# ## The T = 300 problem
+#
+# Sampling starts from $x_T\sim\mathcal N(0, I)$. That is only right if $q(x_T\mid x_0)$ is
+# (almost) $\mathcal N(0, I)$ for every digit. We measure the gap with
+# $\mathrm{KL}\big(q(x_T\mid x_0)\,\|\,\mathcal N(0, I)\big)$ — the *prior-matching* term $L_T$ of the
+# ELBO (notebook 1). `widgets.readouts` computes it per pixel for one digit, from
+# `forward.q_mean_variance` and `losses.normal_kl`:
+
+# %%
+show_code(widgets.readouts)
+
+# %%
+print(f"{'schedule':24s} {'sqrt(alpha_bar_T)':>17s} {'SNR(T)':>9s} {'KL per pixel':>13s} {'KL of the digit':>16s}")
+for name, schedule in schedules.items():
+    r = widgets.readouts(schedule, x0, schedule.T - 1)
+    print(f"{name:24s} {r['sqrt_alpha_bar']:17.4g} {r['snr']:9.2e} {r['kl_per_pixel']:13.2e} {r['kl_total']:11.3g} nats")
+
+# %% [markdown]
+# With the lecture's linear T=300 schedule, $\sqrt{\bar\alpha_T} = 0.22$: **22 % of the digit is
+# still in $x_T$**, and $q(x_T\mid x_0)$ is about 18 nats away from $\mathcal N(0,I)$ for this digit,
+# over a thousand times more than for the other three schedules. A model trained on this chain never sees
+# pure noise at its last step, yet sampling hands it pure noise.
+#
+# The same number from the variational-bound code, `losses.prior_bpd` (bits per dimension, so
+# times $\ln 2$ for nats):
+
+# %%
+schedule = schedules["linear T=300"]
+prior_nats = losses.prior_bpd(schedule, x0[None].double()).item() * math.log(2)
+print(f"prior_bpd * ln 2 = {prior_nats:.6f} nats/pixel;  readouts: {widgets.readouts(schedule, x0, 299)['kl_per_pixel']:.6f}")
+
+# %% [markdown]
+# Where is the digit? A single $x_T$ hides it under noise, but the *mean* of $q(x_T\mid x_0)$,
+# $\sqrt{\bar\alpha_T}\,x_0$, does not. Below: one draw of $x_T$, the average of 256 draws, and the
+# exact mean from `forward.q_mean_variance`, for the lecture's schedule (top) and the rescaled one (bottom).
+
+# %%
+draws = torch.randn((256, *x0.shape), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+images, titles = [], []
+for name in ("linear T=300", "linear T=300 rescaled"):
+    schedule = schedules[name]
+    t_last = torch.full((256,), schedule.T - 1)
+    x_T = forward.q_sample(schedule, x0.double().expand_as(draws), t_last, draws)  # (256, 1, 28, 28)
+    mean, _ = forward.q_mean_variance(schedule, x0[None].double(), t_last[:1])
+    images += [x_T[0], x_T.mean(0), mean[0]]
+    titles += [f"{name}\none x_T", "mean of 256 x_T", "sqrt(alpha_bar_T) x0"]
+plotting.image_grid(torch.stack(images), ncols=3, titles=titles, size=1.9)
+plt.show()
+
+# %% [markdown]
+# The histograms of $x_T$ over 256 digits say the same: for T = 300 the pixels are shifted left
+# (the black background, $x_0 = -1$, is 22 % visible) and skewed; after the fix they follow
+# $\mathcal N(0,1)$.
+
+# %%
+panels = {}
+for name in ("linear T=300", "linear T=300 rescaled"):
+    schedule = schedules[name]
+    x_T = forward.q_sample(schedule, batch, torch.full((256,), schedule.T - 1), eps)
+    panels[f"{name}: mean {x_T.mean():+.2f}, std {x_T.std():.2f}"] = x_T
+plotting.pixel_histograms(panels, size=(3.4, 2.4))
+plt.show()
+
+# %% [markdown]
+# **The fix.** Keep $\bar\alpha_T \approx 0$ when you shorten the chain:
+#
+# * *rescale* the linear betas by $1000/T$ (`linear_schedule(300, rescale=True)`, betas
+#   $3.3\cdot10^{-4}\to 0.067$), so that 300 bigger steps destroy as much as 1000 small ones; or
+# * use the *cosine* schedule, which is defined through $\bar\alpha_t$ and ends near 0 for any $T$.
+#
+# The package warns whenever $\bar\alpha_T > 10^{-3}$:
+
+# %%
+for name, schedule in schedules.items():
+    betas = f"betas {schedule.beta[0].item():.2e} .. {schedule.beta[-1].item():.3f}"
+    print(f"{name:24s} {betas:28s} alpha_bar_T = {schedule.alpha_bar[-1].item():.2e}")
+
+# %% [markdown]
+# ## Try it yourself
+#
+# Move the slider over $t$ and switch schedules. The read-outs are `widgets.readouts` for the
+# digit shown: $\sqrt{\bar\alpha_t}$, $\mathrm{SNR}(t)$ and
+# $\mathrm{KL}(q(x_t\mid x_0)\,\|\,\mathcal N(0,I))$ per pixel. The noise draw is fixed, so moving
+# the slider only changes the mix of digit and noise. (A widget needs a running kernel; the static
+# strip above shows the same pictures.)
+
+# %% tags=["nbval-ignore-output"]
+widgets.forward_noising_widget(x0, schedules, t=150)
+
+# %% [markdown]
+# ## Summary
+#
+# * $q(x_t\mid x_0) = \mathcal N(\sqrt{\bar\alpha_t}\,x_0, (1-\bar\alpha_t)I)$: one Gaussian jump to any step.
+# * A schedule must end with $\bar\alpha_T \approx 0$; check $\sqrt{\bar\alpha_T}$ and the prior KL
+#   (`Schedule.to_dict()`, `widgets.readouts`).
+# * Linear 1e-4 → 0.02 is tuned for $T = 1000$. For shorter chains rescale it or use the cosine schedule.

@@ -1,0 +1,85 @@
+"""course_ddpm.notebook: the setup line, residuals printed as bounds, code shown at its core."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from course_ddpm import forward, notebook, samplers
+from course_ddpm.schedules import check_float
+
+
+def _example(schedule: object, x_t: torch.Tensor, t: int = 3, *, scale: float = 2.0) -> torch.Tensor:
+    """A docstring that the notebook should not show.
+
+    It has several lines.
+    """
+    check_float("x_t", x_t)
+    x_t = check_float("x_t", x_t)
+    if t < 0:
+        raise ValueError("t must be >= 0")
+    # 1. the formula line, with its comment
+    y = scale * x_t  # (B, ...)
+    if t > 0:
+        y = y + t
+    else:
+        check_float("y", y)
+    return y
+
+
+def test_show_code_keeps_the_formula_and_hides_docstring_checks_and_annotations():
+    view = notebook.show_code(_example)
+    lines = view.code.splitlines()
+    assert lines[0] == "def _example(schedule, x_t, t=3, *, scale=2.0):"
+    assert lines[1:] == [
+        "    # 1. the formula line, with its comment",
+        "    y = scale * x_t  # (B, ...)",
+        "    if t > 0:",
+        "        y = y + t",
+        "    return y",
+    ]
+    assert view.sources == (("test_notebook._example", "test_notebook.py"),)
+    assert repr(view).startswith(view.code + "\n# whole function")
+
+
+def test_show_code_of_package_functions_links_the_file_and_stays_short():
+    view = notebook.show_code(samplers.ddpm_step, forward.q_sample)
+    assert [path for _, path in view.sources] == ["course_ddpm/samplers.py", "course_ddpm/forward.py"]
+    assert "Algorithm 2" in view.code and '"""' not in view.code and "check_" not in view.code
+    markdown = view._repr_markdown_()
+    assert "[course_ddpm/samplers.py](../course_ddpm/samplers.py)" in markdown and markdown.startswith("```python\n")
+    for fn in (samplers.ddpm_step, samplers.ddim_step, forward.q_posterior):
+        assert 2 <= len(notebook.show_code(fn).code.splitlines()) <= 30, fn.__name__
+    with pytest.raises(ValueError, match="at least one"):
+        notebook.show_code()
+
+
+def test_below_prints_a_bound_and_refuses_a_false_claim():
+    assert notebook.below(3.5e-14) == "< 1e-12"
+    assert notebook.below(torch.tensor([1e-15, -3e-13], dtype=torch.float64)) == "< 1e-12"
+    assert notebook.below(8.5e-13, 1e-10) == "< 1e-10"
+    with pytest.raises(AssertionError, match="2e-12 is not below 1e-12"):
+        notebook.below(torch.tensor([0.0, -2e-12]))
+    with pytest.raises(AssertionError, match="nan"):
+        notebook.below(math.nan)
+
+
+def test_setup_sets_threads_from_argument_or_environment_and_seeds(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        notebook.setup(seed=5, threads=1)
+        assert torch.get_num_threads() == 1
+        first = torch.rand(3)
+        monkeypatch.setenv(notebook.THREADS_ENV, "3")
+        notebook.setup(seed=5)
+        assert torch.get_num_threads() == 3
+        assert torch.equal(torch.rand(3), first), "the same seed gives the same global draws"
+        monkeypatch.delenv(notebook.THREADS_ENV)
+        notebook.setup()
+        assert 1 <= torch.get_num_threads() <= notebook.MAX_DEFAULT_THREADS
+        with pytest.raises(ValueError, match=">= 1"):
+            notebook.setup(threads=0)
+    finally:
+        torch.set_num_threads(before)
