@@ -89,8 +89,8 @@ def classifier_outputs(
         x = batch.to(device=device, dtype=torch.float32).clamp(-1, 1)
         h = classifier.features(x)  # (b, d)
         logits = classifier.logits_from_features(h)  # (b, 10)
-        features.append(h.double().cpu())
-        probs.append(logits.double().softmax(dim=1).cpu())
+        features.append(h.cpu().double())  # to the CPU first: float64 never on the device (MPS has none)
+        probs.append(logits.cpu().double().softmax(dim=1))
     classifier.train(was_training)
     return torch.cat(features), torch.cat(probs)
 
@@ -131,8 +131,8 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
     if features_a.shape[1] != features_b.shape[1]:
         raise ValueError(f"feature widths differ: {features_a.shape[1]} vs {features_b.shape[1]}")
     metric = FrechetInceptionDistance(feature=_PassThrough(features_a.shape[1]), normalize=False)
-    metric.update(features_b.detach().double().cpu(), real=True)
-    metric.update(features_a.detach().double().cpu(), real=False)
+    metric.update(features_b.detach().cpu().double(), real=True)
+    metric.update(features_a.detach().cpu().double(), real=False)
     return float(metric.compute())
 
 
@@ -222,7 +222,7 @@ def kl_from_uniform(fractions: torch.Tensor) -> float:
 
     0 for a balanced histogram, log K when all mass is on one class.
     """
-    p = torch.as_tensor(fractions, dtype=torch.float64)
+    p = torch.as_tensor(fractions.cpu() if isinstance(fractions, torch.Tensor) else fractions, dtype=torch.float64)
     if p.ndim != 1 or (p < 0).any() or not math.isclose(float(p.sum()), 1.0, abs_tol=1e-6):
         raise ValueError("fractions must be a (K,) probability vector (non-negative, summing to 1)")
     K = p.shape[0]
@@ -268,17 +268,18 @@ def bits_per_dim(
     if not isinstance(n, int) or not 1 <= n <= len(x_test):
         raise ValueError(f"n must be an int in [1, {len(x_test)}], got {n!r}")
     conditional = _num_classes(model) is not None
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = _generator(device, seed)
     sums = {"total": 0.0, "prior": 0.0, "decoder": 0.0, "diffusion": 0.0}
     for x0, y in zip(x_test[:n].split(batch_size), y_test[:n].split(batch_size)):
         y = y.to(device) if conditional else None
         vb = variational_bound(
             model, schedule, x0.to(device), variance=variance, generator=generator, progress=progress, y=y
         )
-        sums["total"] += float(vb.total_bpd.double().sum())
-        sums["prior"] += float(vb.prior_bpd.double().sum())
-        sums["decoder"] += float(vb.decoder_bpd.double().sum())
-        sums["diffusion"] += float(vb.terms_bpd[:, 1:].double().sum())  # L_1 .. L_{T-1}
+        # summed in float64 on the CPU (MPS has no float64)
+        sums["total"] += float(vb.total_bpd.cpu().double().sum())
+        sums["prior"] += float(vb.prior_bpd.cpu().double().sum())
+        sums["decoder"] += float(vb.decoder_bpd.cpu().double().sum())
+        sums["diffusion"] += float(vb.terms_bpd[:, 1:].cpu().double().sum())  # L_1 .. L_{T-1}
     floor = decoder_floor_bpd(schedule, x_test[:n], variance=variance, seed=seed)  # what a perfect model pays in L_0
     return {**{k: v / n for k, v in sums.items()}, "decoder_floor": floor, "n": n, "conditional": conditional}
 
@@ -304,7 +305,7 @@ def decoder_floor_bpd(
     from course_ddpm.forward import q_sample
     from course_ddpm.losses import vb_term_bpd
 
-    x0 = x0.double()
+    x0 = x0.cpu().double()  # float64 on the CPU, whatever device x0 came from
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     t = torch.zeros(len(x0), dtype=torch.long)
     x_1 = q_sample(schedule, x0, t, eps)  # paper x_1, code t = 0
@@ -314,6 +315,11 @@ def decoder_floor_bpd(
 # ------------------------------------------------------------------------- evaluate
 def _num_classes(model: nn.Module) -> int | None:
     return getattr(getattr(model, "config", None), "num_classes", None)
+
+
+def _generator(device: str | torch.device, seed: int) -> torch.Generator:
+    """A seeded generator on ``device``, where the noise is drawn."""
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def generate(
@@ -344,7 +350,7 @@ def generate(
         raise ValueError(f"n must be an int >= 2, got {n!r}")
     num_classes = _num_classes(model)
     labels = None if num_classes is None else torch.arange(n) % num_classes
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = _generator(device, seed)
     batches = []
     for start in range(0, n, batch_size):
         b = min(batch_size, n - start)

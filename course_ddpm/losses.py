@@ -240,7 +240,8 @@ def vb_term_bpd(
     Args:
         x0: ``(B, ...)`` data; rows with t = 0 must be on the 256-level grid of [-1, 1].
         x_t: ``(B, ...)`` a draw from q(x_t | x_0) (paper x_{t+1}).
-        t: ``(B,)`` code time indices.
+        t: ``(B,)`` code time indices; on the CPU, or on x0's device (then read once, to
+            find the rows with t = 0).
         eps_pred: ``(B, ...)`` the model's noise prediction at (x_t, t).
         variance: sigma_t^2 of the reverse step, "fixed_small" or "fixed_large".
 
@@ -318,10 +319,12 @@ def variational_bound(
     terms = torch.zeros(batch, schedule.T, dtype=x0.dtype, device=x0.device)  # (B, T)
     with torch.no_grad():
         for step in tqdm(range(schedule.T - 1, -1, -1), desc="variational bound", disable=not progress):
-            t = torch.full((batch,), step, dtype=torch.long, device=x0.device)
+            # t on the CPU indexes the schedule (and picks the decoder rows) without reading the device
+            t = torch.full((batch,), step, dtype=torch.long)  # (B,)
+            t_model = torch.full((batch,), step, dtype=torch.long, device=x0.device)  # (B,) the same, for the model
             eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
             x_t = q_sample(schedule, x0, t, eps)
-            eps_pred = model(x_t, t) if y is None else model(x_t, t, y)
+            eps_pred = model(x_t, t_model) if y is None else model(x_t, t_model, y)
             if eps_pred.shape != x0.shape:
                 raise ValueError(f"model returned shape {tuple(eps_pred.shape)}, expected {tuple(x0.shape)}")
             terms[:, step] = vb_term_bpd(schedule, x0, x_t, t, eps_pred, variance)

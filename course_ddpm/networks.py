@@ -38,7 +38,11 @@ ModelName = Literal["unet", "simple_unet"]
 
 # --------------------------------------------------------------------------- checks
 def _check_inputs(x_t, t, y, in_channels: int, num_classes: int | None, T: int | None = None) -> None:
-    """Clear errors for the public forward(x_t, t, y) of every model."""
+    """Clear errors for the public forward(x_t, t, y) of every model.
+
+    The values of t and y are range-checked only on the CPU: reading a GPU tensor waits for
+    the GPU, and forward runs on every sampling and training step.
+    """
     if not isinstance(x_t, torch.Tensor) or not x_t.is_floating_point():
         raise TypeError(f"x_t must be a float tensor, got {getattr(x_t, 'dtype', type(x_t).__name__)}")
     if x_t.ndim != 4 or x_t.shape[1] != in_channels:
@@ -47,7 +51,7 @@ def _check_inputs(x_t, t, y, in_channels: int, num_classes: int | None, T: int |
         raise TypeError(f"t must be an integer tensor of code time indices, got {getattr(t, 'dtype', type(t).__name__)}")
     if t.ndim != 1 or t.shape[0] != x_t.shape[0]:
         raise ValueError(f"t must have shape (B,) = ({x_t.shape[0]},), got {tuple(t.shape)}")
-    if t.numel() and (int(t.min()) < 0 or (T is not None and int(t.max()) >= T)):
+    if t.numel() and t.device.type == "cpu" and (int(t.min()) < 0 or (T is not None and int(t.max()) >= T)):
         raise ValueError(f"t must lie in [0, {T if T is not None else 'T'}), got [{int(t.min())}, {int(t.max())}]")
     if y is None:
         return
@@ -57,7 +61,7 @@ def _check_inputs(x_t, t, y, in_channels: int, num_classes: int | None, T: int |
         raise TypeError(f"y must be an integer tensor of class labels, got {getattr(y, 'dtype', type(y).__name__)}")
     if y.ndim != 1 or y.shape[0] != x_t.shape[0]:
         raise ValueError(f"y must have shape (B,) = ({x_t.shape[0]},), got {tuple(y.shape)}")
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) > num_classes):
+    if y.numel() and y.device.type == "cpu" and (int(y.min()) < 0 or int(y.max()) > num_classes):
         raise ValueError(f"y must lie in [0, {num_classes}] ({num_classes} = null label), got [{int(y.min())}, {int(y.max())}]")
 
 

@@ -208,7 +208,8 @@ def pixel_histograms(
     grid = torch.linspace(x_range[0], x_range[1], 400, dtype=torch.float64)
     normal_pdf = torch.distributions.Normal(0.0, 1.0).log_prob(grid).exp()
     for ax, (title, x) in zip(axes[0], values.items()):
-        ax.hist(x.detach().flatten().double().numpy(), bins=bins, range=x_range, density=True, color="C0", alpha=0.7)
+        values = x.detach().flatten().cpu().double()
+        ax.hist(values.numpy(), bins=bins, range=x_range, density=True, color="C0", alpha=0.7)
         ax.plot(grid.numpy(), normal_pdf.numpy(), color="C3", lw=1.5, label="N(0, 1)")
         ax.set_title(title, fontsize=9)
         ax.set_xlim(*x_range)
@@ -234,7 +235,7 @@ def density_curves(
         if y.shape != grid.shape:
             raise ValueError(f"curve {label!r} has shape {tuple(y.shape)}, grid has {tuple(grid.shape)}")
         style = "--" if label.startswith("--") else "-"
-        ax.plot(grid.detach().numpy(), y.detach().double().numpy(), style, label=label.removeprefix("--"))
+        ax.plot(grid.detach().cpu().numpy(), y.detach().cpu().double().numpy(), style, label=label.removeprefix("--"))
     ax.set_xlabel(xlabel)
     ax.set_yscale(yscale)
     if ylabel:
@@ -259,12 +260,12 @@ def elbo_distributions(
         a Figure with one axes.
     """
     fig, ax = plt.subplots(figsize=size, layout="constrained")
-    all_values = torch.cat([v.detach().flatten().double() for v in estimates.values()])
+    all_values = torch.cat([v.detach().flatten().cpu().double() for v in estimates.values()])
     lo, hi = torch.quantile(all_values, 0.005).item(), torch.quantile(all_values, 0.995).item()
     if log_px is not None:
         hi = max(hi, log_px)
     for i, (label, v) in enumerate(estimates.items()):
-        v = v.detach().flatten().double()
+        v = v.detach().flatten().cpu().double()
         ax.hist(v.numpy(), bins=bins, range=(lo, hi), density=True, alpha=0.5, color=f"C{i}",
                 label=f"{label}: mean {v.mean().item():.3f}, std {v.std().item():.3f}")
         ax.axvline(v.mean().item(), color=f"C{i}", ls="--", lw=1)
@@ -285,7 +286,7 @@ def loss_curve(
     Returns:
         a Figure with one axes.
     """
-    y = torch.as_tensor(losses, dtype=torch.float64).flatten()
+    y = torch.as_tensor(losses.cpu() if isinstance(losses, torch.Tensor) else losses, dtype=torch.float64).flatten()
     if y.numel() == 0:
         raise ValueError("losses is empty")
     if smooth < 1:
@@ -348,7 +349,7 @@ def paths_1d(
     Returns:
         a Figure with one axes (x-axis: paper step k = 0..T).
     """
-    xs = xs.detach().double()
+    xs = xs.detach().cpu().double()
     if xs.ndim == 3 and xs.shape[2] == 1:
         xs = xs[..., 0]
     if xs.ndim != 2:
@@ -386,7 +387,7 @@ def heatmaps(
     for ax, (title, m) in zip(axes[0], maps.items()):
         if not isinstance(m, torch.Tensor) or m.ndim != 2:
             raise ValueError(f"map {title!r} must be a (H, W) tensor, got {getattr(m, 'shape', type(m).__name__)}")
-        values = m.detach().double().cpu()
+        values = m.detach().cpu().double()
         if log:
             values = torch.where(values > 0, values.clamp_min(1e-300).log10(), torch.full_like(values, float("nan")))
         image = ax.imshow(values.numpy(), cmap=cmap, interpolation="nearest")

@@ -37,6 +37,13 @@ Random numbers: :func:`sample` draws x_T first and then, for each step that adds
 one ``torch.randn`` of the sample's shape from the same generator, in the order
 diffusers' schedulers do (DDPM: only for t > 0; DDIM: every step when eta > 0). So a
 loop over diffusers' ``step(..., generator=g)`` with the same seed gives the same samples.
+
+Devices: float64 stays on the CPU (MPS has none); a coefficient computed in float64 is
+cast to the sample's dtype on the CPU and then moved (see :mod:`course_ddpm.schedules`).
+:func:`sample` passes Python ints as time indices, so its loop never reads device memory
+(which would wait for the GPU on every step). A step called with indices *on a device*
+reads them once: :func:`ddim_step` copies t and t_prev to the CPU for its float64
+coefficients, and :func:`ddpm_step` without ``noise`` asks whether any t > 0.
 """
 
 from __future__ import annotations
@@ -161,14 +168,15 @@ def ddim_sigma(
     sqrt(beta_tilde_t) of Ho et al. eq. 7; with t_prev = -1, alpha_bar_prev = 1 and sigma = 0.
 
     Args:
-        t, t_prev: code indices, ints or ``(B,)`` integer tensors, -1 <= t_prev < t < T.
+        t, t_prev: code indices, ints or ``(B,)`` integer tensors, -1 <= t_prev < t < T
+            (copied to the CPU if they are on a device).
         eta: 0 (deterministic DDIM) .. 1 (DDPM-like).
 
     Returns:
         float64 tensor, shape ``()`` for int t, else ``(B,)``, on the CPU.
     """
     _check_eta(eta)
-    t_, t_prev_ = _index_pair(schedule, t, t_prev)
+    t_, t_prev_ = _index_pair(schedule, _on_cpu(t), _on_cpu(t_prev))
     ab_t = schedule.alpha_bar[t_]
     ab_prev = _alpha_bar_or_one(schedule)[t_prev_ + 1]
     sigma = eta * ((1.0 - ab_prev) / (1.0 - ab_t)).sqrt() * (1.0 - ab_t / ab_prev).sqrt()
@@ -204,7 +212,9 @@ def ddim_step(
     Args:
         schedule: the training schedule.
         x_t: ``(B, ...)`` current sample at code index t.
-        t, t_prev: code indices, ints or ``(B,)`` integer tensors, -1 <= t_prev < t < T.
+        t, t_prev: code indices, ints or ``(B,)`` integer tensors, -1 <= t_prev < t < T. The
+            coefficients are computed from them in float64 on the CPU, so tensors on a device
+            are read once (ints, as :func:`sample` passes them, cost nothing).
         eps_pred: ``(B, ...)`` the network's eps_theta(x_t, t).
         eta: in [0, 1], scales sigma (eq. 16).
         noise: ``(B, ...)`` z; drawn from ``generator`` when None and eta > 0 (every step,
@@ -219,27 +229,25 @@ def ddim_step(
     check_float("eps_pred", eps_pred)
     check_same_shape(x_t=x_t, eps_pred=eps_pred)
     _check_eta(eta)
-    t_, t_prev_ = _index_pair(schedule, t, t_prev, like=x_t)
-    # 1. alpha_bar_prev (1 at t_prev = -1), kept in float64 until the end
-    like64 = x_t.new_empty((x_t.shape[0],) + (1,) * (x_t.ndim - 1), dtype=torch.float64)  # (B, 1, ..., 1)
-    ab_prev = broadcast(_alpha_bar_or_one(schedule), t_prev_ + 1, like64)
-    # 2. x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)   ("predicted x_0", eq. 12)
+    t_, t_prev_ = _index_pair(schedule, _on_cpu(t), _on_cpu(t_prev), like=x_t)  # (B,) each, on the CPU
+    # 1. x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)   ("predicted x_0", eq. 12)
     x0_pred = x0_from_eps(schedule, x_t, t_, eps_pred)
     if clip_x0:
         x0_pred = x0_pred.clamp(-1.0, 1.0)
         eps_pred = eps_from_x0(schedule, x_t, t_, x0_pred)
-    # 3. sigma_t(eta)                                                            (eq. 16)
-    sigma = ddim_sigma(schedule, t_, t_prev_, eta).to(like64.device).reshape(like64.shape)  # (B, 1, ..., 1)
-    # 4. "direction pointing to x_t": sqrt(1 - alpha_bar_prev - sigma^2) eps_pred  (eq. 12)
-    dir_coef = (1.0 - ab_prev - sigma**2).clamp(min=0.0).sqrt()  # clamp: rounding only, eta <= 1
-    # 5. x_prev = sqrt(alpha_bar_prev) x0_pred + direction + sigma z               (eq. 12)
-    x_prev = ab_prev.sqrt().to(x_t.dtype) * x0_pred + dir_coef.to(x_t.dtype) * eps_pred
+    # 2. alpha_bar_prev (1 at t_prev = -1) and sigma_t(eta), in float64 on the CPU  (eq. 16)
+    ab_prev = _alpha_bar_or_one(schedule)[t_prev_ + 1]  # (B,)
+    sigma = ddim_sigma(schedule, t_, t_prev_, eta)  # (B,)
+    # 3. "direction pointing to x_t": sqrt(1 - alpha_bar_prev - sigma^2)          (eq. 12)
+    dir_coef = (1.0 - ab_prev - sigma**2).clamp(min=0.0).sqrt()  # (B,) clamp: rounding only, eta <= 1
+    # 4. x_prev = sqrt(alpha_bar_prev) x0_pred + direction + sigma z               (eq. 12)
+    x_prev = _per_sample(ab_prev.sqrt(), x_t) * x0_pred + _per_sample(dir_coef, x_t) * eps_pred
     if eta > 0:
         if noise is None:
             noise = _randn(x_t.shape, generator, x_t.device, x_t.dtype)
         check_float("noise", noise)
         check_same_shape(x_t=x_t, noise=noise)
-        x_prev = x_prev + sigma.to(x_t.dtype) * noise
+        x_prev = x_prev + _per_sample(sigma, x_t) * noise
     return StepOutput(x_prev=x_prev, x0_pred=x0_pred)
 
 
@@ -522,21 +530,23 @@ def slerp(x_a: torch.Tensor, x_b: torch.Tensor, alpha: float | torch.Tensor) -> 
     check_same_shape(x_a=x_a, x_b=x_b)
     if isinstance(alpha, bool):
         raise TypeError("alpha must be a float or a 1-D sequence of floats, got bool")
-    a = torch.as_tensor(alpha, dtype=torch.float64).cpu()
+    a = torch.as_tensor(alpha.cpu() if isinstance(alpha, torch.Tensor) else alpha, dtype=torch.float64)
     scalar = a.ndim == 0
     if a.ndim > 1:
         raise ValueError(f"alpha must be a float or a 1-D sequence, got shape {tuple(a.shape)}")
     if not bool(torch.isfinite(a).all()):
         raise ValueError("alpha must be finite")
-    va, vb = x_a.reshape(-1).double(), x_b.reshape(-1).double()
+    # float64 on the CPU (MPS has none); the result is cast back, then moved to x_a's device
+    x_a64, x_b64 = x_a.cpu().double(), x_b.cpu().double()
+    va, vb = x_a64.reshape(-1), x_b64.reshape(-1)
     cos = (va @ vb) / (va.norm() * vb.norm())
     theta = torch.arccos(cos.clamp(-1.0, 1.0))
-    a = a.to(va.device).reshape(-1, *([1] * x_a.ndim))  # (N, 1, ..., 1)
+    a = a.reshape(-1, *([1] * x_a.ndim))  # (N, 1, ..., 1)
     if float(theta) < 1e-6:  # (anti-)parallel to rounding: sin(theta) ~ 0, use the straight line
         w_a, w_b = 1.0 - a, a
     else:
         w_a, w_b = torch.sin((1.0 - a) * theta) / torch.sin(theta), torch.sin(a * theta) / torch.sin(theta)
-    out = (w_a * x_a.double() + w_b * x_b.double()).to(x_a.dtype)  # (N, *S)
+    out = (w_a * x_a64 + w_b * x_b64).to(x_a.dtype).to(x_a.device)  # (N, *S)
     return out[0] if scalar else out
 
 
@@ -628,6 +638,19 @@ def _randn(shape: Sequence[int], generator: torch.Generator | None, device, dtyp
     return torch.randn(tuple(shape), generator=generator, device=draw_device, dtype=dtype).to(device)
 
 
+def _on_cpu(t: int | torch.Tensor) -> int | torch.Tensor:
+    """An int as it is; a tensor of indices copied to the CPU (a read, if it is on a device)."""
+    return t.cpu() if isinstance(t, torch.Tensor) else t
+
+
+def _per_sample(coef: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` coefficients on the CPU -> ``(B, 1, ..., 1)`` in like's dtype, on like's device.
+
+    Cast on the CPU, then moved: float64 never reaches the device (MPS has none).
+    """
+    return coef.to(like.dtype).to(like.device).reshape(-1, *([1] * (like.ndim - 1)))  # (B, 1, ..., 1)
+
+
 def _alpha_bar_or_one(schedule: Schedule) -> torch.Tensor:
     """``(T + 1,)`` float64: entry 0 is 1 (code t = -1, clean data), entry t + 1 is alpha_bar[t]."""
     return torch.cat([torch.ones(1, dtype=torch.float64), schedule.alpha_bar])
@@ -648,7 +671,7 @@ def _as_t(t: int | torch.Tensor, T: int, like: torch.Tensor, name: str, low: int
         raise TypeError(f"{name} must hold integer code indices, got dtype {t.dtype}")
     if t.ndim != 1 or t.shape[0] != B:
         raise ValueError(f"{name} must be an int or have shape (B,) = ({B},), got {tuple(t.shape)}")
-    if int(t.min()) < low or int(t.max()) >= T:
+    if t.device.type == "cpu" and (int(t.min()) < low or int(t.max()) >= T):  # free on the CPU only
         raise ValueError(f"{name} must lie in [{low}, {T}), got values in [{int(t.min())}, {int(t.max())}]")
     return t.long()
 
@@ -660,13 +683,13 @@ def _index_pair(
     like: torch.Tensor | None = None,
     names: tuple[str, str] = ("t", "t_prev"),
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate -1 <= t_prev < t < T; return both as long tensors of one shape."""
+    """Validate -1 <= t_prev < t < T (values: on the CPU only); return both as long tensors of one shape."""
     if like is None:  # no batch: ints give shape (1,), tensors keep theirs
         n = next((x.shape[0] for x in (t, t_prev) if isinstance(x, torch.Tensor) and x.ndim == 1), 1)
         like = torch.empty(n)
     t_ = _as_t(t, schedule.T, like, names[0])
     t_prev_ = _as_t(t_prev, schedule.T, like, names[1], low=-1)
-    if bool((t_prev_ >= t_).any()):
+    if t_.device.type == t_prev_.device.type == "cpu" and bool((t_prev_ >= t_).any()):
         raise ValueError(f"{names[1]} must be smaller than {names[0]} (got {t_prev} and {t})")
     return t_, t_prev_
 

@@ -27,6 +27,14 @@ x_t                                ``x_t``             ``sample``
 
 All schedules are built in float64 (the products of ~1000 numbers close to 1 lose
 digits in float32) and cast to the working dtype only when used, by :func:`broadcast`.
+
+Devices
+-------
+The tables live on the CPU and float64 never leaves it: Apple's MPS has no float64, so
+anything computed in float64 is computed on the CPU, cast to the data's dtype there, and
+only then moved to the data's device. Time indices are range-checked where reading them
+is free (on the CPU); reading a GPU tensor waits for the GPU, so a device ``t`` is not
+read on every step (samplers and training make ``t`` from Python ints, already checked).
 """
 
 from __future__ import annotations
@@ -200,21 +208,28 @@ def broadcast(coef: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.
 
     The one helper every formula uses to index a schedule tensor.
 
+    The table is cast to ``like``'s dtype on the CPU before it moves (MPS has no
+    float64); the values are those of ``coef[t].to(like.dtype)``.
+
     Args:
         coef: ``(T,)`` schedule tensor (float64 on the CPU).
-        t: ``(B,)`` integer code time indices in [0, T).
+        t: ``(B,)`` integer code time indices in [0, T), on the CPU or on ``like``'s device.
         like: ``(B, ...)`` tensor whose dtype, device and rank the result takes.
 
     Returns:
         ``(B, 1, ..., 1)`` tensor with ``like.ndim`` dimensions.
     """
     t = check_t(t, coef.shape[0], batch=like.shape[0] if like.ndim > 0 else None)
-    out = coef.to(t.device)[t]  # (B,)
-    return out.to(device=like.device, dtype=like.dtype).reshape(-1, *([1] * (like.ndim - 1)))  # (B, 1, ..)
+    out = coef.to(like.dtype).to(t.device)[t]  # (B,) cast on the CPU, then moved to t and indexed
+    return out.to(like.device).reshape(-1, *([1] * (like.ndim - 1)))  # (B, 1, ..., 1)
 
 
 def check_t(t: torch.Tensor, T: int, batch: int | None = None) -> torch.Tensor:
-    """Validate code time indices: integer tensor of shape (B,), values in [0, T)."""
+    """Validate code time indices: integer tensor of shape (B,), values in [0, T).
+
+    The values are checked only for a CPU tensor: reading a GPU tensor waits for the GPU,
+    and this runs on every sampling and training step (see "Devices" above).
+    """
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"t must be a torch.Tensor of integer time indices, got {type(t).__name__}")
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
@@ -223,7 +238,7 @@ def check_t(t: torch.Tensor, T: int, batch: int | None = None) -> torch.Tensor:
         raise ValueError(f"t must have shape (B,), got {tuple(t.shape)}")
     if batch is not None and t.shape[0] != batch:
         raise ValueError(f"t has batch size {t.shape[0]} but the data has batch size {batch}")
-    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= T):
+    if t.numel() and t.device.type == "cpu" and (int(t.min()) < 0 or int(t.max()) >= T):
         raise ValueError(f"t must lie in [0, T) = [0, {T}), got values in [{int(t.min())}, {int(t.max())}]")
     return t.long()
 

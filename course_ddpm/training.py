@@ -25,6 +25,12 @@ What the run guarantees:
   before the bad update, so ``last.pt`` stays the last good state.
 * **Multi-process.** Under ``torchrun`` every rank draws the same global batch and
   trains on its slice (see :mod:`course_ddpm.distributed`); only rank 0 writes files.
+* **No side effects on the caller's randomness.** The run seeds the global RNG (initial
+  weights, dropout) of the CPU and of its device only, and :func:`train` puts back the
+  state it found, so unseeded code after it (a notebook's next cell) draws as if it had
+  not run.
+* **Any device.** Nothing in float64 reaches the device (MPS has none), and a step reads
+  the device only for the loss and gradient norm that the NaN guard needs.
 
 Files in ``out_dir``: ``config.json``; ``log.jsonl`` (one JSON object per ``log_every``
 steps: step, loss, lr, images_per_s, wall_time); ``samples/step_NNNNNN.png`` (EMA
@@ -35,6 +41,7 @@ model, DDIM, the same noise every time); ``last.pt`` (full state, resume);
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -344,9 +351,17 @@ def draw_batch(
 def diffusion_loss(model: nn.Module, schedule: Schedule, batch: Batch, precision: str = "fp32") -> torch.Tensor:
     """L_simple on one batch: x_t = q_sample(x0, t, eps) (eq. 4), mean ||eps - eps_theta||^2 (eq. 14)."""
     x_t = q_sample(schedule, batch.x0, batch.t, batch.eps)  # (B, C, H, W)
-    with torch.autocast(device_type=batch.x0.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+    with _autocast(batch.x0.device, precision):
         eps_pred = model(x_t, batch.t, batch.y)
     return l_simple(batch.eps, eps_pred.float())
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast for precision "bf16"; for "fp32" no autocast object at all: torch
+    before 2.5 refuses ``torch.autocast("mps")`` even with ``enabled=False`` (and 2.5 warns)."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def read_log(out_dir: str | Path) -> list[dict]:
@@ -395,13 +410,38 @@ def _fingerprint(x: torch.Tensor, y: torch.Tensor | None) -> dict:
 
 
 def _rng_state(device: torch.device) -> dict:
-    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "mps": torch.mps.get_rng_state() if device.type == "mps" else None}  # fmt: skip
 
 
 def _set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["cpu"])
     if device.type == "cuda" and state.get("cuda") is not None:
         torch.cuda.set_rng_state(state["cuda"], device)
+    if device.type == "mps" and state.get("mps") is not None:
+        torch.mps.set_rng_state(state["mps"])
+
+
+def _seed_global_rng(seed: int, device: torch.device) -> None:
+    """Seed the global RNGs a run draws from: the CPU's (initial weights; dropout on the CPU) and
+    ``device``'s (dropout there). Unlike ``torch.manual_seed``, other devices are left alone."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.init()
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        torch.cuda.default_generators[index].manual_seed(seed)
+    elif device.type == "mps":
+        torch.mps.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def _global_rng_kept(device: torch.device):
+    """Put back the global RNG state of the CPU and ``device`` as it was on entry."""
+    state = _rng_state(device)
+    try:
+        yield
+    finally:
+        _set_rng_state(state, device)
 
 
 class _StopRequest:
@@ -474,7 +514,8 @@ def train(
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     try:
-        return _train(config, resume, progress, data, info)
+        with _global_rng_kept(info.device):  # the run reseeds the global RNG; the caller gets theirs back
+            return _train(config, resume, progress, data, info)
     finally:
         torch.set_num_threads(threads_before)
         distributed.teardown(info)
@@ -494,7 +535,7 @@ class _Run:
 
     @classmethod
     def start(cls, config: TrainConfig, x: torch.Tensor, info: distributed.DistInfo) -> "_Run":
-        torch.manual_seed(config.seed)  # the same initial weights on every rank
+        _seed_global_rng(config.seed, info.device)  # the same initial weights on every rank
         try:
             model = build_model(config.model, **config.model_config_kwargs(in_channels=x.shape[1]))
         except TypeError as e:  # an unknown key in model_kwargs
@@ -504,7 +545,7 @@ class _Run:
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         sampler = EpochSampler(x.shape[0], derive_seed(config.seed, "data order"))
         noise_generator = torch.Generator().manual_seed(derive_seed(config.seed, "t, eps, labels"))
-        torch.manual_seed(derive_seed(config.seed, f"dropout rank {info.rank}"))
+        _seed_global_rng(derive_seed(config.seed, f"dropout rank {info.rank}"), info.device)
         return cls(model, ema_model, optimizer, sampler, noise_generator)
 
     def state_dict(self, rng: list[dict], wall_time: float) -> dict:
@@ -534,8 +575,9 @@ def _train_step(
     loss = diffusion_loss(net, schedule, batch, config.precision)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()  # under DDP: the mean of the ranks' gradients = gradient of the global-batch loss
-    # One all-reduce gives every rank the global loss and any rank's stop request.
-    totals = distributed.all_reduce_sum(torch.tensor([loss.item(), float(stop.requested)], dtype=torch.float64), info)
+    # One all-reduce gives every rank the global loss and any rank's stop request. float32, as the
+    # loss itself: under nccl the sum runs on the GPU, and a device never gets float64 (MPS has none).
+    totals = distributed.all_reduce_sum(torch.tensor([loss.item(), float(stop.requested)], dtype=torch.float32), info)
     loss_value, stop_now = totals[0].item() / info.world_size, totals[1].item() > 0
     lr = lr_at(config, run.step)
     if not math.isfinite(loss_value):

@@ -44,13 +44,16 @@ CSS = {
 
 
 def _one_image(x0: torch.Tensor) -> torch.Tensor:
-    """Accept ``(C, H, W)`` or ``(1, C, H, W)``; return ``(1, C, H, W)``."""
+    """Accept ``(C, H, W)`` or ``(1, C, H, W)`` on any device; return ``(1, C, H, W)`` on the CPU.
+
+    The widgets compute in float64 and draw with PIL, both on the CPU (MPS has no float64).
+    """
     check_float("x0", x0)
     if x0.ndim == 3:
         x0 = x0.unsqueeze(0)
     if x0.ndim != 4 or x0.shape[0] != 1:
         raise ValueError(f"x0 must be one image (C, H, W) or (1, C, H, W), got {tuple(x0.shape)}")
-    return x0
+    return x0.cpu()
 
 
 def _check_int_t(schedule: Schedule, t: int) -> int:

@@ -159,6 +159,29 @@ def test_two_runs_with_one_config_give_bit_identical_weights(tmp_path):
     assert not torch.equal(a.model.conv_in.weight, c.model.conv_in.weight)
 
 
+def test_train_leaves_the_global_rng_as_it_found_it(tmp_path):
+    """A notebook's unseeded cells after train() draw what they would have drawn without it:
+    after a fresh run, a resumed one (which loads the checkpoint's RNG) and one that fails."""
+    data, dropout = synthetic_data(), {**TINY_MODEL, "dropout": 0.3}  # dropout draws from the global RNG
+
+    def config(steps: int) -> TrainConfig:
+        return tiny_config(tmp_path / "run", steps=steps, model_kwargs=dropout)
+
+    def refused() -> None:  # the folder holds a run: raised after the run has seeded the RNG
+        with pytest.raises(FileExistsError):
+            train(config(5), progress=False, data=data)
+
+    def draw_after(run) -> torch.Tensor:
+        torch.manual_seed(1234)
+        run()
+        return torch.rand(5)
+
+    expected = draw_after(lambda: None)
+    assert torch.equal(draw_after(lambda: train(config(3), progress=False, data=data)), expected)
+    assert torch.equal(draw_after(lambda: train(config(5), resume=True, progress=False, data=data)), expected)
+    assert torch.equal(draw_after(refused), expected)
+
+
 def test_run_writes_log_checkpoints_and_loadable_ema(tmp_path):
     config = tiny_config(tmp_path / "run", steps=5, log_every=2, checkpoint_every=2)
     result = train(config, progress=False, data=synthetic_data())
