@@ -58,7 +58,7 @@ notebooks: setup
 # (non-vectorised) kernels and other thread counts change the round-off, as another CPU would.
 check-cpu: setup
 	ATEN_CPU_CAPABILITY=default COURSE_DDPM_THREADS=1 $(NBVAL)
-	COURSE_DDPM_THREADS=4 $(NBVAL)
+	ATEN_CPU_CAPABILITY=avx2 COURSE_DDPM_THREADS=4 $(NBVAL)
 
 # --- internal steps (`make lab` and `make test` run them) ---------------------------------
 
