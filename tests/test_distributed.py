@@ -73,7 +73,10 @@ def test_two_processes_match_one_process_on_the_combined_batch(tmp_path):
     single = train(TrainConfig(**settings, out_dir=str(tmp_path / "one")), progress=False, data=(x, y))
     for name, weight in single.model.state_dict().items():
         # Same batches; only the order of float additions differs (two half-batch means averaged).
-        torch.testing.assert_close(state["model"][name], weight, rtol=1e-5, atol=1e-6, msg=name)
+        # Adam divides by sqrt(v), so a near-zero gradient's round-off moves a weight by up to
+        # ~1e-6 in 4 steps (2.3e-6 measured under ATEN_CPU_CAPABILITY=default); a wrong
+        # gradient moves it by ~lr = 1e-3.
+        torch.testing.assert_close(state["model"][name], weight, rtol=1e-5, atol=1e-5, msg=name)
     assert not torch.equal(state["model"]["conv_in.weight"], state["ema"]["conv_in.weight"])  # it did train
     ddp_log = [e["loss"] for e in read_log(tmp_path / "ddp")]
     assert ddp_log == pytest.approx(list(single.losses), rel=1e-5)  # the global-batch loss, all-reduced
