@@ -39,7 +39,7 @@ import warnings
 import matplotlib.pyplot as plt
 import torch
 
-from course_ddpm import forward, losses, plotting, widgets
+from course_ddpm import bound, forward, gaussian, plotting, widgets
 from course_ddpm.data import load_mnist
 from course_ddpm.notebook import setup, show_code
 from course_ddpm.schedules import Schedule, cosine_schedule, linear_schedule
@@ -167,7 +167,7 @@ plt.show()
 # (almost) $\mathcal N(0, I)$ for every digit. We measure the gap with
 # $\mathrm{KL}\big(q(x_T\mid x_0)\,\|\,\mathcal N(0, I)\big)$ — the *prior-matching* term $L_T$ of the
 # ELBO (notebook 1). `widgets.readouts` computes it per pixel for one digit, from
-# `forward.q_mean_variance` and `losses.normal_kl`:
+# `forward.q_mean_variance` and `gaussian.normal_kl`:
 
 # %%
 show_code(widgets.readouts)
@@ -184,12 +184,12 @@ for name, schedule in schedules.items():
 # over a thousand times more than for the other three schedules. A model trained on this chain never sees
 # pure noise at its last step, yet sampling hands it pure noise.
 #
-# The same number from the variational-bound code, `losses.prior_bpd` (bits per dimension, so
+# The same number from the variational-bound code, `bound.prior_bpd` (bits per dimension, so
 # times $\ln 2$ for nats):
 
 # %%
 schedule = schedules["linear T=300"]
-prior_nats = losses.prior_bpd(schedule, x0[None].double()).item() * math.log(2)
+prior_nats = bound.prior_bpd(schedule, x0[None].double()).item() * math.log(2)
 print(f"prior_bpd * ln 2 = {prior_nats:.6f} nats/pixel;  readouts: {widgets.readouts(schedule, x0, 299)['kl_per_pixel']:.6f}")
 
 # %% [markdown]

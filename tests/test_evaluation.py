@@ -189,7 +189,7 @@ class ZeroEps(nn.Module):
 @pytest.mark.mnist
 def test_bits_per_dim_pieces_add_up_to_the_total():
     from course_ddpm.data import load_mnist
-    from course_ddpm.losses import variational_bound
+    from course_ddpm.bound import variational_bound
     from course_ddpm.schedules import make_schedule
 
     schedule = make_schedule("linear", 20, warn=False)
