@@ -48,6 +48,8 @@ from course_ddpm.data import load_mnist, to_pixels
 from course_ddpm.notebook import setup, show_code
 from course_ddpm.pretrained import weights_dir
 from course_ddpm.schedules import linear_schedule
+from course_ddpm.simple_unet import SimpleUNet
+from course_ddpm.unet import UNet
 
 setup(seed=0)  # torch threads and seed (course_ddpm.notebook.setup)
 
@@ -96,7 +98,7 @@ show_code(training.diffusion_loss, losses.l_simple)
 config = training.TrainConfig()  # batch_size 128, T 1000, linear schedule
 batch = training.draw_batch(x_train, None, training.EpochSampler(len(x_train), seed=0),
                             torch.Generator().manual_seed(0), config, null_label=None)
-untrained = networks.UNet().eval()
+untrained = UNet().eval()
 
 
 def predict_zero(x_t, t, y=None):
@@ -151,10 +153,10 @@ plt.show()
 # ## 3. The seed lecture's `SimpleUNet` and its limits
 #
 # The first version of this course used a four-layer convolutional network. The package keeps it,
-# as `networks.SimpleUNet`, to show what it lacks:
+# as `simple_unet.SimpleUNet`, to show what it lacks:
 
 # %%
-show_code(networks.SimpleUNet.__init__, networks.SimpleUNet.forward)
+show_code(SimpleUNet.__init__, SimpleUNet.forward)
 
 # %% [markdown]
 # Every layer is a $3\times 3$ convolution at full resolution, without down-sampling or skip
@@ -165,7 +167,7 @@ show_code(networks.SimpleUNet.__init__, networks.SimpleUNet.forward)
 
 # %%
 torch.manual_seed(0)
-simple, unet = networks.SimpleUNet(), networks.UNet()
+simple, unet = SimpleUNet(), UNet()
 x_t = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))  # one random input
 t = torch.tensor([100])
 # |d eps_pred[14, 14] / d x_t|: non-zero where that output pixel looks
@@ -241,7 +243,7 @@ for r in budget["results"]:
 #
 # ## 4. The course's U-Net
 #
-# `networks.UNet` follows Ho et al. (appendix B), scaled down for $28\times 28$ digits on a CPU:
+# `unet.UNet` follows Ho et al. (appendix B), scaled down for $28\times 28$ digits on a CPU:
 # residual blocks (GroupNorm, SiLU, two convolutions, the time embedding added in between), three
 # resolutions $28\to 14\to 7$ with stride-2 convolutions down and nearest-neighbour up-sampling, skip
 # connections that concatenate each down-path output to the matching up-path input, and
