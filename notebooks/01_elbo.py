@@ -37,7 +37,7 @@
 import matplotlib.pyplot as plt
 import torch
 
-from course_ddpm import elbo, forward, gaussian, losses, plotting, reverse
+from course_ddpm import elbo, forward, gaussian, losses, plot_curves, reverse
 from course_ddpm.notebook import below, setup, show_code
 from course_ddpm.schedules import linear_schedule
 from course_ddpm.toy import GaussianMixture
@@ -74,7 +74,7 @@ mixture = GaussianMixture(weights=(0.3, 0.7), means=(-1.0, 0.6), stds=(0.15, 0.3
 schedule = linear_schedule(1000)
 x0 = mixture.sample((2000, 1), generator=torch.Generator().manual_seed(0))  # (B, 1)
 chain = forward.q_trajectory(schedule, x0, generator=torch.Generator().manual_seed(1))  # (T + 1, B, 1)
-plotting.paths_1d(chain, max_paths=40, title="forward chain on the toy mixture")
+plot_curves.paths_1d(chain, max_paths=40, title="forward chain on the toy mixture")
 plt.show()
 
 # %% [markdown]
@@ -177,7 +177,7 @@ log_bayes = log_likelihood + log_prior - log_evidence  # log q(x_{t-1} | x_t, x_
 mu_tilde, beta_tilde = forward.q_posterior(schedule, x0_point, x_t, t)
 log_closed = gaussian.gaussian_log_likelihood(grid, mu_tilde.expand_as(grid), beta_tilde.log())
 
-plotting.density_curves(grid[:, 0], {
+plot_curves.density_curves(grid[:, 0], {
     "q(x_{t-1} | x_0)": log_prior[:, 0].exp(),
     "q(x_{t-1} | x_t, x_0) by Bayes' rule": log_bayes[:, 0].exp(),
     "--closed form N(mu_tilde, beta_tilde)": log_closed[:, 0].exp(),
@@ -248,7 +248,7 @@ for row in torch.cat([kl, x0_form, eps_form], dim=1):
 # %%
 weights = losses.weighted_eps_mse_coefficient(schedule)  # (T,), code t
 steps = torch.arange(schedule.T, dtype=torch.float64)
-plotting.density_curves(steps, {"ELBO weight of ||eps - eps_pred||^2": weights, "--L_simple: 1": torch.ones_like(weights)},
+plot_curves.density_curves(steps, {"ELBO weight of ||eps - eps_pred||^2": weights, "--L_simple: 1": torch.ones_like(weights)},
                         xlabel="t (code index)", yscale="log", title="per-step weights, linear T=1000")
 plt.show()
 print(f"weight at t=0: {weights[0]:.3f}, t=1: {weights[1]:.3f}, t=500: {weights[500]:.4f}, t=999: {weights[999]:.4f}")
@@ -292,7 +292,7 @@ mean, var = forward.q_mean_variance(schedule, x0_grid, torch.full((x0_grid.shape
 log_joint = mixture.log_prob(x0_grid)[None, :] + gaussian.gaussian_log_likelihood(x_t, mean.T, var.log().T)  # (M, K)
 x0_brute = (torch.softmax(log_joint, dim=1) @ x0_grid)  # (M, 1)
 
-plotting.density_curves(x_t[:, 0], {"E[x0 | x_t], Tweedie (from the score)": x0_tweedie[:, 0],
+plot_curves.density_curves(x_t[:, 0], {"E[x0 | x_t], Tweedie (from the score)": x0_tweedie[:, 0],
                                     "--E[x0 | x_t], integration over x0": x0_brute[:, 0]},
                         xlabel="x_t (code t = 300)", title="the optimal x0 prediction")
 plt.show()
@@ -355,7 +355,7 @@ print(f"exact log p(x0) = {log_px:.4f}")
 var_consistency = consistency.consistency[:, 1:].var(dim=0)  # paper t = 2..T-1
 var_denoising = denoising.denoising_matching[:, :-1].var(dim=0)  # paper t = 2..T-1
 paper_t = torch.arange(2, schedule.T, dtype=torch.float64)
-plotting.density_curves(paper_t, {"consistency term": var_consistency, "denoising term": var_denoising},
+plot_curves.density_curves(paper_t, {"consistency term": var_consistency, "denoising term": var_denoising},
                         xlabel="paper step t", ylabel="variance over trajectories", yscale="log",
                         title="variance of each term of the ELBO")
 plt.show()
@@ -393,7 +393,7 @@ for name, shared in (("consistency", consistency.elbo), ("denoising", denoising.
 # (dashed) and the exact $\log p(x_0)$ of the toy (black):
 
 # %%
-plotting.elbo_distributions({"consistency form": consistency.elbo, "denoising form": denoising.elbo},
+plot_curves.elbo_distributions({"consistency form": consistency.elbo, "denoising form": denoising.elbo},
                             log_px=log_px, xlabel="ELBO estimate for x0 = 0.6 (nats)")
 plt.show()
 for name, est in (("consistency", consistency.elbo), ("denoising", denoising.elbo)):

@@ -39,7 +39,7 @@ import warnings
 import matplotlib.pyplot as plt
 import torch
 
-from course_ddpm import bound, forward, gaussian, plotting, widgets
+from course_ddpm import bound, forward, gaussian, plot_curves, plot_images, widgets
 from course_ddpm.data import load_mnist
 from course_ddpm.notebook import setup, show_code
 from course_ddpm.schedules import Schedule, cosine_schedule, linear_schedule
@@ -95,7 +95,7 @@ for w in caught:
 # The difference is statistical, and we measure it below.
 
 # %%
-plotting.noising_strip(x0, schedules)
+plot_images.noising_strip(x0, schedules)
 plt.show()
 
 # %% [markdown]
@@ -139,7 +139,7 @@ for t in (0, 50, 150, 299):
 # half; the lecture's short linear chain (orange) never gets its SNR below 0.05.
 
 # %%
-plotting.schedule_curves(schedules, ("alpha_bar", "snr"))
+plot_curves.schedule_curves(schedules, ("alpha_bar", "snr"))
 plt.show()
 
 # %% [markdown]
@@ -157,7 +157,7 @@ panels = {}
 for t in (0, 100, 300, 999):
     x_t = forward.q_sample(schedule, batch, torch.full((256,), t), eps)
     panels[f"t={t}: mean {x_t.mean():+.2f}, std {x_t.std():.2f}"] = x_t
-plotting.pixel_histograms(panels)
+plot_curves.pixel_histograms(panels)
 plt.show()
 
 # %% [markdown]
@@ -207,7 +207,7 @@ for name in ("linear T=300", "linear T=300 rescaled"):
     mean, _ = forward.q_mean_variance(schedule, x0[None].double(), t_last[:1])
     images += [x_T[0], x_T.mean(0), mean[0]]
     titles += [f"{name}\none x_T", "mean of 256 x_T", "sqrt(alpha_bar_T) x0"]
-plotting.image_grid(torch.stack(images), ncols=3, titles=titles, size=1.9)
+plot_images.image_grid(torch.stack(images), ncols=3, titles=titles, size=1.9)
 plt.show()
 
 # %% [markdown]
@@ -221,7 +221,7 @@ for name in ("linear T=300", "linear T=300 rescaled"):
     schedule = schedules[name]
     x_T = forward.q_sample(schedule, batch, torch.full((256,), schedule.T - 1), eps)
     panels[f"{name}: mean {x_T.mean():+.2f}, std {x_T.std():.2f}"] = x_T
-plotting.pixel_histograms(panels, size=(3.4, 2.4))
+plot_curves.pixel_histograms(panels, size=(3.4, 2.4))
 plt.show()
 
 # %% [markdown]
