@@ -15,7 +15,10 @@ Interface (every diffusion model here):
     integer labels or None; eps_pred has the shape of x_t.
 
 Registry (a model file's card names its model, :mod:`course_ddpm.checkpoints`):
-:func:`build_model`, :func:`model_to_config_dict`, :func:`model_from_config_dict`.
+:func:`build_model`, :func:`model_to_config_dict`, :func:`model_from_config_dict`. It
+also holds ``"mnist_classifier"``, the digit classifier of :mod:`course_ddpm.classifier`
+(``model(x) -> logits``, no denoiser), so that it is saved and loaded as the same file
+format as the diffusion models.
 Inspection: :func:`count_parameters`, :func:`flops_per_image`, :func:`receptive_field`,
 :func:`block_summary`.
 """
@@ -29,14 +32,19 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from course_ddpm.classifier import ClassifierConfig, MNISTClassifier
 from course_ddpm.simple_unet import SimpleUNet, SimpleUNetConfig
 from course_ddpm.unet import SelfAttention, UNet, UNetConfig
 
-ModelName = Literal["unet", "simple_unet"]
+ModelName = Literal["unet", "simple_unet", "mnist_classifier"]
 
 
 # ------------------------------------------------------------------------ registry
-_MODELS = {"unet": (UNet, UNetConfig), "simple_unet": (SimpleUNet, SimpleUNetConfig)}
+_MODELS = {
+    "unet": (UNet, UNetConfig),
+    "simple_unet": (SimpleUNet, SimpleUNetConfig),
+    "mnist_classifier": (MNISTClassifier, ClassifierConfig),
+}
 
 
 def build_model(name: ModelName, **config_kwargs) -> nn.Module:
