@@ -1,10 +1,12 @@
 """course_ddpm: the tested code behind the diffusion-model course notebooks.
 
 One concept per module: ``schedules`` (beta, alpha_bar, ...), ``forward`` (q(x_t | x_0)
-and its posterior), ``losses`` (L_simple and the variational bound), ``samplers`` (DDPM,
-DDIM), ``toy`` (distributions with a known density and optimal denoiser), ``data``
-(MNIST in [-1, 1]), ``networks``, ``training``, ``checkpoints``, ``evaluation``,
-``plotting``, ``widgets`` and ``cli``.
+and its posterior), ``losses`` (L_simple and its weights), ``gaussian`` (KLs and
+log-likelihoods), ``bound`` (the variational bound in bits/dim), ``elbo`` (Luo's two ELBO
+forms), ``samplers`` (DDPM, DDIM), ``toy`` (distributions with a known density and
+optimal denoiser), ``data`` (MNIST in [-1, 1]), ``unet`` and ``simple_unet`` (the
+networks), ``networks`` (their registry and inspection), ``classifier``, ``training``,
+``checkpoints``, ``evaluation``, ``plot_images`` and ``plot_curves``, ``widgets`` and ``cli``.
 """
 
 from course_ddpm.schedules import Schedule, cosine_schedule, linear_schedule, make_schedule

@@ -12,7 +12,9 @@ Two kinds of file:
        "weights_sha256": "..."}                                # sha256 of the .safetensors
 
   :func:`save_model` / :func:`load_model`. This is what ``course-ddpm sample`` and
-  ``course_ddpm.pretrained`` read, and what the package ships.
+  ``course_ddpm.pretrained`` read, and what the package ships: the diffusion models
+  and the MNIST classifier alike (any model of the :mod:`course_ddpm.networks`
+  registry; the classifier's card has no schedule).
 
 * **Training state** (``last.pt``): model, EMA and optimizer state dicts, random
   generator states, step and config, written with ``torch.save`` and read back with

@@ -18,16 +18,19 @@ The shipped weights (422k parameters, 1.7 MB) reach 99.41 % test accuracy after 
 epochs, 3.6 CPU minutes on one thread. Reproduce them with::
 
     python -m course_ddpm.classifier --epochs 8 --seed 0 --out course_ddpm/weights/mnist_classifier
+
+The file is the package's one model format (:func:`course_ddpm.checkpoints.save_model`:
+safetensors and a JSON card naming the model ``"mnist_classifier"`` of
+:mod:`course_ddpm.networks`), read back by :func:`course_ddpm.checkpoints.load_model`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,10 +39,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
-
-#: Recorded in the card; :func:`load_classifier` refuses cards of another format.
-CARD_FORMAT = "course_ddpm.classifier/1"
-
 
 @dataclass(frozen=True)
 class ClassifierConfig:
@@ -196,64 +195,12 @@ def train_classifier(
     return model, result
 
 
-def _paths(path: str | Path) -> tuple[Path, Path]:
-    """``(stem.safetensors, stem.json)`` for a path given with or without a suffix."""
-    path = Path(path)
-    stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
-    return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
-
-
-def save_classifier(path: str | Path, model: MNISTClassifier, card: dict) -> dict:
-    """Write ``path.safetensors`` (the state dict) and ``path.json`` (the card), atomically.
-
-    Same layout as :func:`course_ddpm.checkpoints.save_model`, with its own ``format``:
-    the card gets ``format``, ``config`` and ``weights_sha256`` (of the weight file)
-    added, and is returned as written.
-    """
-    from safetensors.torch import save as safetensors_save
-
-    from course_ddpm.checkpoints import atomic_write_bytes, atomic_write_text
-
-    weights_path, card_path = _paths(path)
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    data = safetensors_save(state)
-    atomic_write_bytes(weights_path, data)
-    card = {"format": CARD_FORMAT, "config": asdict(model.config), **card}
-    card["weights_sha256"] = hashlib.sha256(data).hexdigest()
-    text = json.dumps(card, indent=2) + "\n"
-    atomic_write_text(card_path, text)
-    return json.loads(text)
-
-
-def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tuple[MNISTClassifier, dict]:
-    """Read what :func:`save_classifier` wrote; returns ``(model in eval mode, card)``.
-
-    Raises:
-        course_ddpm.checkpoints.CheckpointError: not a classifier card, or the weight
-            file does not match the card's ``weights_sha256``.
-    """
-    from safetensors.torch import load as safetensors_load
-
-    from course_ddpm.checkpoints import CheckpointError
-
-    weights_path, card_path = _paths(path)
-    card = json.loads(card_path.read_text(encoding="utf-8"))
-    if card.get("format") != CARD_FORMAT:
-        raise CheckpointError(f"{card_path}: not a classifier card (expected format {CARD_FORMAT!r})")
-    data = weights_path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != card.get("weights_sha256"):
-        raise CheckpointError(f"{weights_path}: sha256 does not match its card {card_path.name}")
-    cfg = dict(card["config"])
-    cfg["channels"] = tuple(cfg["channels"])
-    model = MNISTClassifier(ClassifierConfig(**cfg))
-    model.load_state_dict(safetensors_load(data))
-    return model.to(device).eval(), card
-
-
 def main(argv: list[str] | None = None) -> dict:
     """``python -m course_ddpm.classifier --epochs N --seed S --out STEM``: train and save."""
     import argparse
     import sys
+
+    from course_ddpm.checkpoints import read_card, save_model
 
     parser = argparse.ArgumentParser(prog="python -m course_ddpm.classifier", description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=8)
@@ -278,9 +225,17 @@ def main(argv: list[str] | None = None) -> dict:
         "input": "(B, 1, 28, 28) float32 in [-1, 1]",
         "command": "python -m course_ddpm.classifier " + " ".join(sys.argv[1:] if argv is None else argv),
     }
-    card = save_classifier(args.out, model, card)
+    weights = save_model(_weights_path(args.out), model, card)
+    card = read_card(weights)
     print(json.dumps(card, indent=2))  # noqa: T201 - command-line entry point
     return card
+
+
+def _weights_path(out: str) -> Path:
+    """``stem.safetensors`` for ``--out`` given with or without a suffix."""
+    path = Path(out)
+    stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    return stem.with_name(stem.name + ".safetensors")
 
 
 if __name__ == "__main__":

@@ -254,7 +254,7 @@ def bits_per_dim(
     eq. 5, in bits per dimension) prior = L_T = KL(q(x_T|x_0) || N(0, I)), decoder =
     L_0 = -log p(x_0 | x_1) and diffusion = sum_{t=2..T} L_{t-1} (all T steps, no
     Monte Carlo over t; the x_t of each term is drawn once). See
-    :func:`course_ddpm.losses.variational_bound`. A class-conditional model is given
+    :func:`course_ddpm.bound.variational_bound`. A class-conditional model is given
     each image's true label, so it reports the bound on -log p(x_0 | y).
 
     Returns:
@@ -262,7 +262,7 @@ def bits_per_dim(
         "conditional": bool}``; ``decoder_floor`` is :func:`decoder_floor_bpd` of the same images.
     """
     from course_ddpm.data import load_mnist
-    from course_ddpm.losses import variational_bound
+    from course_ddpm.bound import variational_bound
 
     x_test, y_test = load_mnist(train=False)
     if not isinstance(n, int) or not 1 <= n <= len(x_test):
@@ -303,7 +303,7 @@ def decoder_floor_bpd(
         x0: ``(B, C, H, W)`` images on the 256-level grid of [-1, 1].
     """
     from course_ddpm.forward import q_sample
-    from course_ddpm.losses import vb_term_bpd
+    from course_ddpm.bound import vb_term_bpd
 
     x0 = x0.cpu().double()  # float64 on the CPU, whatever device x0 came from
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)

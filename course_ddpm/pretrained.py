@@ -63,8 +63,8 @@ REGISTRY: dict[str, PretrainedEntry] = {
         "mnist_classifier",
         "LeNet-style MNIST classifier (features for MNIST-FID, digit histograms)",
         "retrain it with scripts/train_classifier.sh (a few CPU minutes)",
-        weights_sha256="fa15486bf999585ea3f4db3f7420aea407f70de09adca1b7ee0d21d6135ee85e",
-        card_sha256="66fff0dec531724171d1482ac2ef19505485421197e1a6d9a156ccaa97009452",
+        weights_sha256="2958d43ae61a8c1f7cfa2eaf457fa3cc6a41b13f728ab1226a9f735db2834a86",
+        card_sha256="e11373c59e68b5de7f6ca1f56c27d07fa55287d6006d8f2a8721cb8dd0822bc4",
     ),
 }
 
@@ -139,14 +139,9 @@ def load_pretrained(name: PretrainedName = "unet", device: str | torch.device = 
         PretrainedError: not shipped, or a hash mismatch.
     """
     weights, _ = verify(name)
-    if name == "classifier":
-        from course_ddpm.classifier import load_classifier
-
-        return load_classifier(weights, device)
     from course_ddpm.checkpoints import load_model
 
-    model, card = load_model(weights, device)
-    return model.eval(), card
+    return load_model(weights, device)
 
 
 def _registry_lines() -> list[str]:

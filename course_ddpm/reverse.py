@@ -10,7 +10,7 @@ x_0 replaced by the network's estimate:
 
 The two lines agree exactly; the first also allows clipping x0_pred to [-1, 1].
 Samplers (:mod:`course_ddpm.samplers`) and the variational bound
-(:mod:`course_ddpm.losses`) both use this module, so they cannot disagree.
+(:mod:`course_ddpm.bound`, :mod:`course_ddpm.elbo`) both use this module, so they cannot disagree.
 """
 
 from __future__ import annotations

@@ -61,16 +61,40 @@ class GaussianMixture:
         z = torch.randn(shape, generator=generator, dtype=torch.float64)
         return m[k] + s[k] * z
 
+    def _log_components(
+        self, x: torch.Tensor, alpha_bar: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """log w_k + log N(x; mu_k, v_k) for every component k, elementwise: ``(B, ...)`` -> ``(B, ..., K)``.
+
+        Without ``alpha_bar`` the components are the data's, mu_k = m_k and v_k = s_k^2; with
+        ``alpha_bar`` ``(B, 1, ..., 1)`` they are those of q(x_t) (a Gaussian convolved with the
+        forward kernel of Ho et al. eq. 4): mu_k = sqrt(alpha_bar) m_k, v_k = alpha_bar s_k^2 + 1 - alpha_bar.
+
+        Returns:
+            the log-terms ``(B, ..., K)``, and mu and v (broadcastable to them).
+        """
+        w, m, s = self._params(x)
+        if alpha_bar is None:
+            mu, v = m, s**2  # (K,)
+        else:
+            ab = alpha_bar.unsqueeze(-1)  # (B, 1, ..., 1, 1)
+            mu = ab.sqrt() * m  # (B, 1, ..., K)
+            v = ab * s**2 + 1.0 - ab  # (B, 1, ..., K)
+        x = x.unsqueeze(-1)  # (B, ..., 1)
+        log_comp = w.log() - 0.5 * (x - mu) ** 2 / v - 0.5 * torch.log(2 * math.pi * v)  # (B, ..., K)
+        return log_comp, mu, v
+
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x) summed over all but the batch dimension: ``(B, ...)`` -> ``(B,)``, in nats."""
         check_float("x", x)
-        return _mixture_log_prob(x, *self._params(x), scale=None, var_add=None).flatten(1).sum(1)
+        log_comp, _, _ = self._log_components(x)
+        return torch.logsumexp(log_comp, dim=-1).flatten(1).sum(1)
 
     def noised_log_prob(self, schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """log q(x_t) of the noised data, ``(B, ...)`` -> ``(B,)`` (Gaussian convolution, closed form)."""
         check_float("x_t", x_t)
-        ab = broadcast(schedule.alpha_bar, t, x_t)
-        return _mixture_log_prob(x_t, *self._params(x_t), scale=ab.sqrt(), var_add=1.0 - ab).flatten(1).sum(1)
+        log_comp, _, _ = self._log_components(x_t, broadcast(schedule.alpha_bar, t, x_t))
+        return torch.logsumexp(log_comp, dim=-1).flatten(1).sum(1)
 
     def score(self, schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """grad_x log q(x_t), elementwise, ``(B, ...)``.
@@ -79,14 +103,9 @@ class GaussianMixture:
         r_k = w_k N(x; mu_k, v_k) / q(x), mu_k = sqrt(alpha_bar) m_k, v_k = alpha_bar s_k^2 + 1 - alpha_bar.
         """
         check_float("x_t", x_t)
-        w, m, s = self._params(x_t)
-        ab = broadcast(schedule.alpha_bar, t, x_t).unsqueeze(-1)  # (B, 1, ..., 1, 1)
-        mu = ab.sqrt() * m  # (B, 1, ..., K)
-        v = ab * s**2 + 1.0 - ab  # (B, 1, ..., K)
-        x = x_t.unsqueeze(-1)  # (B, ..., 1)
-        log_comp = w.log() - 0.5 * (x - mu) ** 2 / v - 0.5 * torch.log(2 * math.pi * v)  # (B, ..., K)
+        log_comp, mu, v = self._log_components(x_t, broadcast(schedule.alpha_bar, t, x_t))  # (B, ..., K)
         r = torch.softmax(log_comp, dim=-1)
-        return (r * (-(x - mu) / v)).sum(-1)
+        return (r * (-(x_t.unsqueeze(-1) - mu) / v)).sum(-1)
 
     def optimal_eps(self, schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """E[eps | x_t] = -sqrt(1 - alpha_bar_t) grad log q(x_t): the minimiser of L_simple."""
@@ -100,18 +119,3 @@ class GaussianMixture:
 
         return model
 
-
-def _mixture_log_prob(
-    x: torch.Tensor,
-    w: torch.Tensor,
-    m: torch.Tensor,
-    s: torch.Tensor,
-    scale: torch.Tensor | None,
-    var_add: torch.Tensor | None,
-) -> torch.Tensor:
-    """Elementwise log sum_k w_k N(x; scale m_k, scale^2 s_k^2 + var_add)."""
-    x = x.unsqueeze(-1)  # (B, ..., 1)
-    mu = m if scale is None else scale.unsqueeze(-1) * m
-    v = s**2 if scale is None else (scale.unsqueeze(-1) ** 2) * s**2 + var_add.unsqueeze(-1)
-    log_comp = w.log() - 0.5 * (x - mu) ** 2 / v - 0.5 * torch.log(2 * math.pi * v)
-    return torch.logsumexp(log_comp, dim=-1)

@@ -25,7 +25,7 @@ from PIL import Image as PILImage
 
 from course_ddpm.data import to_pixels
 from course_ddpm.forward import q_mean_variance, q_sample
-from course_ddpm.losses import normal_kl
+from course_ddpm.gaussian import normal_kl
 from course_ddpm.schedules import Schedule, check_float
 
 __all__ = ["CSS", "readouts", "render_png", "forward_noising_widget"]
@@ -72,7 +72,7 @@ def readouts(schedule: Schedule, x0: torch.Tensor, t: int) -> dict[str, float]:
     - ``kl_per_pixel``: KL(q(x_t | x_0) || N(0, I)) averaged over the pixels of this x_0, in
       nats, with q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)
       (:func:`course_ddpm.forward.q_mean_variance`) and the Gaussian KL of
-      :func:`course_ddpm.losses.normal_kl`. At t = T-1 it is the prior-matching term
+      :func:`course_ddpm.gaussian.normal_kl`. At t = T-1 it is the prior-matching term
       L_T of Ho et al. eq. 5 divided by the number of pixels.
     - ``kl_total``: the same KL summed over pixels (nats).
     - ``t`` and ``paper_t`` (= t + 1).

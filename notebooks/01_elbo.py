@@ -37,7 +37,7 @@
 import matplotlib.pyplot as plt
 import torch
 
-from course_ddpm import forward, losses, plotting, reverse
+from course_ddpm import elbo, forward, gaussian, losses, plot_curves, reverse
 from course_ddpm.notebook import below, setup, show_code
 from course_ddpm.schedules import linear_schedule
 from course_ddpm.toy import GaussianMixture
@@ -74,7 +74,7 @@ mixture = GaussianMixture(weights=(0.3, 0.7), means=(-1.0, 0.6), stds=(0.15, 0.3
 schedule = linear_schedule(1000)
 x0 = mixture.sample((2000, 1), generator=torch.Generator().manual_seed(0))  # (B, 1)
 chain = forward.q_trajectory(schedule, x0, generator=torch.Generator().manual_seed(1))  # (T + 1, B, 1)
-plotting.paths_1d(chain, max_paths=40, title="forward chain on the toy mixture")
+plot_curves.paths_1d(chain, max_paths=40, title="forward chain on the toy mixture")
 plt.show()
 
 # %% [markdown]
@@ -130,7 +130,7 @@ show_code(forward.q_step_mean_variance)
 # The consistency term asks the decoder step from $x_{t+1}$ to agree with the encoder step from
 # $x_{t-1}$. One caution: given *both* $x_{t-1}$ and $x_{t+1}$, $x_t$ is not distributed as
 # $q(x_t\mid x_{t-1})$ but as $r = q(x_t\mid x_{t-1}, x_{t+1})$, so the printed KL is not the inner
-# expectation. `losses.elbo_consistency_form` integrates $x_t$ under $r$ instead, giving
+# expectation. `elbo.elbo_consistency_form` integrates $x_t$ under $r$ instead, giving
 # $D_\mathrm{KL}(r\,\|\,p_\theta(x_t\mid x_{t+1})) - D_\mathrm{KL}(r\,\|\,q(x_t\mid x_{t-1}))$ per term,
 # which is the ELBO. Section 9 measures how far the printed version is off.
 #
@@ -156,7 +156,7 @@ show_code(forward.q_step_mean_variance)
 #
 # Given a clean $x_0$ and a noisy $x_t$, where was $x_{t-1}$? Bayes' rule from above, evaluated on a
 # grid of $x_{t-1}$ with three Gaussian densities of the forward process (the package's
-# `q_step_mean_variance`, `q_mean_variance` and `losses.gaussian_log_likelihood`), against the
+# `q_step_mean_variance`, `q_mean_variance` and `gaussian.gaussian_log_likelihood`), against the
 # closed form `forward.q_posterior`:
 
 # %%
@@ -169,15 +169,15 @@ t_grid = t.expand(grid.shape[0])
 step_mean, step_var = forward.q_step_mean_variance(schedule, grid, t_grid)  # q(x_t | x_{t-1}), per grid point
 prior_mean, prior_var = forward.q_mean_variance(schedule, x0_point, t - 1)  # q(x_{t-1} | x_0)
 marg_mean, marg_var = forward.q_mean_variance(schedule, x0_point, t)  # q(x_t | x_0)
-log_likelihood = losses.gaussian_log_likelihood(x_t.expand_as(grid), step_mean, step_var.log())
-log_prior = losses.gaussian_log_likelihood(grid, prior_mean.expand_as(grid), prior_var.log())
-log_evidence = losses.gaussian_log_likelihood(x_t, marg_mean, marg_var.log())
+log_likelihood = gaussian.gaussian_log_likelihood(x_t.expand_as(grid), step_mean, step_var.log())
+log_prior = gaussian.gaussian_log_likelihood(grid, prior_mean.expand_as(grid), prior_var.log())
+log_evidence = gaussian.gaussian_log_likelihood(x_t, marg_mean, marg_var.log())
 log_bayes = log_likelihood + log_prior - log_evidence  # log q(x_{t-1} | x_t, x_0), Bayes' rule
 
 mu_tilde, beta_tilde = forward.q_posterior(schedule, x0_point, x_t, t)
-log_closed = losses.gaussian_log_likelihood(grid, mu_tilde.expand_as(grid), beta_tilde.log())
+log_closed = gaussian.gaussian_log_likelihood(grid, mu_tilde.expand_as(grid), beta_tilde.log())
 
-plotting.density_curves(grid[:, 0], {
+plot_curves.density_curves(grid[:, 0], {
     "q(x_{t-1} | x_0)": log_prior[:, 0].exp(),
     "q(x_{t-1} | x_t, x_0) by Bayes' rule": log_bayes[:, 0].exp(),
     "--closed form N(mu_tilde, beta_tilde)": log_closed[:, 0].exp(),
@@ -216,7 +216,7 @@ show_code(forward.q_posterior)
 # $$D_\mathrm{KL} = \frac{\beta_t^2}{2\sigma_t^2\,\alpha_t\,(1-\bar\alpha_t)}\,\|\epsilon - \hat\epsilon_\theta(x_t, t)\|^2 .$$
 #
 # Check with a deliberately imperfect predictor (the optimal one plus 0.3) at code step 300: the KL
-# from `losses.normal_kl` and the two weighted MSEs agree for every sample.
+# from `gaussian.normal_kl` and the two weighted MSEs agree for every sample.
 
 # %%
 t = torch.full((5,), 300)
@@ -227,7 +227,7 @@ eps_pred = mixture.optimal_eps(schedule, x_t, t) + 0.3
 
 mu_tilde, beta_tilde = forward.q_posterior(schedule, x0_batch, x_t, t)
 p = reverse.p_mean_variance(schedule, x_t, t, eps_pred, variance="fixed_small")
-kl = losses.normal_kl(mu_tilde, beta_tilde.log(), p.mean, p.log_variance)
+kl = gaussian.normal_kl(mu_tilde, beta_tilde.log(), p.mean, p.log_variance)
 x0_form = losses.weighted_x0_mse_coefficient(schedule)[300] * (x0_batch - p.x0_pred) ** 2
 eps_form = losses.weighted_eps_mse_coefficient(schedule)[300] * (eps - eps_pred) ** 2
 for row in torch.cat([kl, x0_form, eps_form], dim=1):
@@ -248,7 +248,7 @@ for row in torch.cat([kl, x0_form, eps_form], dim=1):
 # %%
 weights = losses.weighted_eps_mse_coefficient(schedule)  # (T,), code t
 steps = torch.arange(schedule.T, dtype=torch.float64)
-plotting.density_curves(steps, {"ELBO weight of ||eps - eps_pred||^2": weights, "--L_simple: 1": torch.ones_like(weights)},
+plot_curves.density_curves(steps, {"ELBO weight of ||eps - eps_pred||^2": weights, "--L_simple: 1": torch.ones_like(weights)},
                         xlabel="t (code index)", yscale="log", title="per-step weights, linear T=1000")
 plt.show()
 print(f"weight at t=0: {weights[0]:.3f}, t=1: {weights[1]:.3f}, t=500: {weights[500]:.4f}, t=999: {weights[999]:.4f}")
@@ -289,10 +289,10 @@ x0_tweedie = forward.x0_from_score(schedule, x_t, t, score)
 # Brute force on a grid of x0: E[x0 | x_t] = sum_k x0_k w_k / sum_k w_k, w_k = p(x0_k) q(x_t | x0_k).
 x0_grid = torch.linspace(-3.0, 3.0, 6001, dtype=torch.float64)[:, None]  # (K, 1)
 mean, var = forward.q_mean_variance(schedule, x0_grid, torch.full((x0_grid.shape[0],), t_code))  # (K, 1)
-log_joint = mixture.log_prob(x0_grid)[None, :] + losses.gaussian_log_likelihood(x_t, mean.T, var.log().T)  # (M, K)
+log_joint = mixture.log_prob(x0_grid)[None, :] + gaussian.gaussian_log_likelihood(x_t, mean.T, var.log().T)  # (M, K)
 x0_brute = (torch.softmax(log_joint, dim=1) @ x0_grid)  # (M, 1)
 
-plotting.density_curves(x_t[:, 0], {"E[x0 | x_t], Tweedie (from the score)": x0_tweedie[:, 0],
+plot_curves.density_curves(x_t[:, 0], {"E[x0 | x_t], Tweedie (from the score)": x0_tweedie[:, 0],
                                     "--E[x0 | x_t], integration over x0": x0_brute[:, 0]},
                         xlabel="x_t (code t = 300)", title="the optimal x0 prediction")
 plt.show()
@@ -320,7 +320,7 @@ print(f"max |Tweedie - brute-force E[x0 | x_t]| {below(x0_tweedie - x0_brute)}")
 #
 # Now the two forms of the ELBO for one data point, $x_0 = 0.6$, with the optimal denoiser as the
 # model, $\sigma_t^2 = \tilde\beta_t$ and $T = 1000$. We draw 5 000 forward trajectories and evaluate
-# both forms on the same ones with `losses.elbo_consistency_form` and `losses.elbo_denoising_form`;
+# both forms on the same ones with `elbo.elbo_consistency_form` and `elbo.elbo_denoising_form`;
 # each returns one estimate per trajectory, in nats, and its terms.
 
 # %%
@@ -328,8 +328,8 @@ B = 5000
 x0_point = torch.full((B, 1), 0.6, dtype=torch.float64)
 trajectory = forward.q_trajectory(schedule, x0_point, generator=torch.Generator().manual_seed(5))  # (T + 1, B, 1)
 model = mixture.eps_model(schedule)  # the optimal denoiser, model(x_t, t) -> eps_pred
-consistency = losses.elbo_consistency_form(schedule, trajectory, model)
-denoising = losses.elbo_denoising_form(schedule, trajectory, model)
+consistency = elbo.elbo_consistency_form(schedule, trajectory, model)
+denoising = elbo.elbo_denoising_form(schedule, trajectory, model)
 log_px = mixture.log_prob(x0_point[:1]).item()
 
 print(f"{'form':12s} {'ELBO mean':>10s} {'+- s.e.':>8s} {'std':>6s} {'reconstr.':>10s} {'prior m.':>9s} {'sum of T-1 terms':>17s}")
@@ -355,7 +355,7 @@ print(f"exact log p(x0) = {log_px:.4f}")
 var_consistency = consistency.consistency[:, 1:].var(dim=0)  # paper t = 2..T-1
 var_denoising = denoising.denoising_matching[:, :-1].var(dim=0)  # paper t = 2..T-1
 paper_t = torch.arange(2, schedule.T, dtype=torch.float64)
-plotting.density_curves(paper_t, {"consistency term": var_consistency, "denoising term": var_denoising},
+plot_curves.density_curves(paper_t, {"consistency term": var_consistency, "denoising term": var_denoising},
                         xlabel="paper step t", ylabel="variance over trajectories", yscale="log",
                         title="variance of each term of the ELBO")
 plt.show()
@@ -393,7 +393,7 @@ for name, shared in (("consistency", consistency.elbo), ("denoising", denoising.
 # (dashed) and the exact $\log p(x_0)$ of the toy (black):
 
 # %%
-plotting.elbo_distributions({"consistency form": consistency.elbo, "denoising form": denoising.elbo},
+plot_curves.elbo_distributions({"consistency form": consistency.elbo, "denoising form": denoising.elbo},
                             log_px=log_px, xlabel="ELBO estimate for x0 = 0.6 (nats)")
 plt.show()
 for name, est in (("consistency", consistency.elbo), ("denoising", denoising.elbo)):
@@ -413,7 +413,7 @@ for name, est in (("consistency", consistency.elbo), ("denoising", denoising.elb
 # %%
 x0_data = mixture.sample((2000, 1), generator=torch.Generator().manual_seed(7))
 data_trajectory = forward.q_trajectory(schedule, x0_data, generator=torch.Generator().manual_seed(8))
-elbo_data = losses.elbo_denoising_form(schedule, data_trajectory, model).elbo
+elbo_data = elbo.elbo_denoising_form(schedule, data_trajectory, model).elbo
 gap = mixture.log_prob(x0_data) - elbo_data
 print(f"E[log p(x0)] = {mixture.log_prob(x0_data).mean():.4f},  E[ELBO] = {elbo_data.mean():.4f},  "
       f"gap {gap.mean():.3f} +- {gap.std() / 2000**0.5:.3f} nats")
@@ -433,7 +433,7 @@ for t_paper in (2, 250, 500, 750, 999):
     q_mean, q_var = forward.q_step_mean_variance(schedule, trajectory[t_paper - 1, :n], into)
     x_next = trajectory[t_paper + 1, :n]
     p = reverse.p_mean_variance(schedule, x_next, out_of, model(x_next, out_of))
-    as_printed = losses.normal_kl(q_mean, q_var.log(), p.mean, p.log_variance).mean()
+    as_printed = gaussian.normal_kl(q_mean, q_var.log(), p.mean, p.log_variance).mean()
     print(f"paper t = {t_paper:3d}: printed term {as_printed:.4f} nats, correct term "
           f"{consistency.consistency[:n, t_paper - 1].mean():+.4f} nats")
 

@@ -39,7 +39,7 @@ import warnings
 import matplotlib.pyplot as plt
 import torch
 
-from course_ddpm import forward, losses, plotting, widgets
+from course_ddpm import bound, forward, gaussian, plot_curves, plot_images, widgets
 from course_ddpm.data import load_mnist
 from course_ddpm.notebook import setup, show_code
 from course_ddpm.schedules import Schedule, cosine_schedule, linear_schedule
@@ -95,7 +95,7 @@ for w in caught:
 # The difference is statistical, and we measure it below.
 
 # %%
-plotting.noising_strip(x0, schedules)
+plot_images.noising_strip(x0, schedules)
 plt.show()
 
 # %% [markdown]
@@ -139,7 +139,7 @@ for t in (0, 50, 150, 299):
 # half; the lecture's short linear chain (orange) never gets its SNR below 0.05.
 
 # %%
-plotting.schedule_curves(schedules, ("alpha_bar", "snr"))
+plot_curves.schedule_curves(schedules, ("alpha_bar", "snr"))
 plt.show()
 
 # %% [markdown]
@@ -157,7 +157,7 @@ panels = {}
 for t in (0, 100, 300, 999):
     x_t = forward.q_sample(schedule, batch, torch.full((256,), t), eps)
     panels[f"t={t}: mean {x_t.mean():+.2f}, std {x_t.std():.2f}"] = x_t
-plotting.pixel_histograms(panels)
+plot_curves.pixel_histograms(panels)
 plt.show()
 
 # %% [markdown]
@@ -167,7 +167,7 @@ plt.show()
 # (almost) $\mathcal N(0, I)$ for every digit. We measure the gap with
 # $\mathrm{KL}\big(q(x_T\mid x_0)\,\|\,\mathcal N(0, I)\big)$ — the *prior-matching* term $L_T$ of the
 # ELBO (notebook 1). `widgets.readouts` computes it per pixel for one digit, from
-# `forward.q_mean_variance` and `losses.normal_kl`:
+# `forward.q_mean_variance` and `gaussian.normal_kl`:
 
 # %%
 show_code(widgets.readouts)
@@ -184,12 +184,12 @@ for name, schedule in schedules.items():
 # over a thousand times more than for the other three schedules. A model trained on this chain never sees
 # pure noise at its last step, yet sampling hands it pure noise.
 #
-# The same number from the variational-bound code, `losses.prior_bpd` (bits per dimension, so
+# The same number from the variational-bound code, `bound.prior_bpd` (bits per dimension, so
 # times $\ln 2$ for nats):
 
 # %%
 schedule = schedules["linear T=300"]
-prior_nats = losses.prior_bpd(schedule, x0[None].double()).item() * math.log(2)
+prior_nats = bound.prior_bpd(schedule, x0[None].double()).item() * math.log(2)
 print(f"prior_bpd * ln 2 = {prior_nats:.6f} nats/pixel;  readouts: {widgets.readouts(schedule, x0, 299)['kl_per_pixel']:.6f}")
 
 # %% [markdown]
@@ -207,7 +207,7 @@ for name in ("linear T=300", "linear T=300 rescaled"):
     mean, _ = forward.q_mean_variance(schedule, x0[None].double(), t_last[:1])
     images += [x_T[0], x_T.mean(0), mean[0]]
     titles += [f"{name}\none x_T", "mean of 256 x_T", "sqrt(alpha_bar_T) x0"]
-plotting.image_grid(torch.stack(images), ncols=3, titles=titles, size=1.9)
+plot_images.image_grid(torch.stack(images), ncols=3, titles=titles, size=1.9)
 plt.show()
 
 # %% [markdown]
@@ -221,7 +221,7 @@ for name in ("linear T=300", "linear T=300 rescaled"):
     schedule = schedules[name]
     x_T = forward.q_sample(schedule, batch, torch.full((256,), schedule.T - 1), eps)
     panels[f"{name}: mean {x_T.mean():+.2f}, std {x_T.std():.2f}"] = x_T
-plotting.pixel_histograms(panels, size=(3.4, 2.4))
+plot_curves.pixel_histograms(panels, size=(3.4, 2.4))
 plt.show()
 
 # %% [markdown]

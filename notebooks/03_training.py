@@ -42,12 +42,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from course_ddpm import forward, load_pretrained, losses, networks, plotting, results, samplers, training
+from course_ddpm import forward, load_pretrained, losses, networks, plot_curves, plot_images, results, samplers, training
 from course_ddpm.checkpoints import schedule_from_card
 from course_ddpm.data import load_mnist, to_pixels
 from course_ddpm.notebook import setup, show_code
 from course_ddpm.pretrained import weights_dir
 from course_ddpm.schedules import linear_schedule
+from course_ddpm.simple_unet import SimpleUNet
+from course_ddpm.unet import UNet
 
 setup(seed=0)  # torch threads and seed (course_ddpm.notebook.setup)
 
@@ -67,7 +69,7 @@ x0_demo = x_train[:6]  # (6, 1, 28, 28)
 eps_demo = torch.randn(x0_demo.shape, generator=torch.Generator().manual_seed(0))
 x_t_demo = forward.q_sample(schedule, x0_demo, t_demo, eps_demo)
 titles = ["x0"] * 6 + [f"x_t, t={t}" for t in t_demo.tolist()] + ["target: eps"] * 6
-plotting.image_grid(torch.cat([x0_demo, x_t_demo, eps_demo]), ncols=6, titles=titles, size=1.3)
+plot_images.image_grid(torch.cat([x0_demo, x_t_demo, eps_demo]), ncols=6, titles=titles, size=1.3)
 plt.show()
 
 # %% [markdown]
@@ -96,7 +98,7 @@ show_code(training.diffusion_loss, losses.l_simple)
 config = training.TrainConfig()  # batch_size 128, T 1000, linear schedule
 batch = training.draw_batch(x_train, None, training.EpochSampler(len(x_train), seed=0),
                             torch.Generator().manual_seed(0), config, null_label=None)
-untrained = networks.UNet().eval()
+untrained = UNet().eval()
 
 
 def predict_zero(x_t, t, y=None):
@@ -138,7 +140,7 @@ for t in (0, 100, 300, 600, 999):
 
 # %%
 t_batch = torch.full((256,), 300)
-plotting.pixel_histograms({
+plot_curves.pixel_histograms({
     "x0 in [-1, 1], t=300": forward.q_sample(schedule, right, t_batch, eps),
     "x0 in [0, 1], t=300": forward.q_sample(schedule, wrong, t_batch, eps),
 }, size=(3.4, 2.4), sharey=True)
@@ -151,10 +153,10 @@ plt.show()
 # ## 3. The seed lecture's `SimpleUNet` and its limits
 #
 # The first version of this course used a four-layer convolutional network. The package keeps it,
-# as `networks.SimpleUNet`, to show what it lacks:
+# as `simple_unet.SimpleUNet`, to show what it lacks:
 
 # %%
-show_code(networks.SimpleUNet.__init__, networks.SimpleUNet.forward)
+show_code(SimpleUNet.__init__, SimpleUNet.forward)
 
 # %% [markdown]
 # Every layer is a $3\times 3$ convolution at full resolution, without down-sampling or skip
@@ -165,7 +167,7 @@ show_code(networks.SimpleUNet.__init__, networks.SimpleUNet.forward)
 
 # %%
 torch.manual_seed(0)
-simple, unet = networks.SimpleUNet(), networks.UNet()
+simple, unet = SimpleUNet(), UNet()
 x_t = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))  # one random input
 t = torch.tensor([100])
 # |d eps_pred[14, 14] / d x_t|: non-zero where that output pixel looks
@@ -177,7 +179,7 @@ for name, grad in fields.items():
           f"rows {rows.min().item()}..{rows.max().item()}, columns {cols.min().item()}..{cols.max().item()}")
 
 # %%
-plotting.heatmaps({f"{name}: log10 |gradient|": grad for name, grad in fields.items()}, log=True)
+plot_images.heatmaps({f"{name}: log10 |gradient|": grad for name, grad in fields.items()}, log=True)
 plt.show()
 
 # %% [markdown]
@@ -241,7 +243,7 @@ for r in budget["results"]:
 #
 # ## 4. The course's U-Net
 #
-# `networks.UNet` follows Ho et al. (appendix B), scaled down for $28\times 28$ digits on a CPU:
+# `unet.UNet` follows Ho et al. (appendix B), scaled down for $28\times 28$ digits on a CPU:
 # residual blocks (GroupNorm, SiLU, two convolutions, the time embedding added in between), three
 # resolutions $28\to 14\to 7$ with stride-2 convolutions down and nearest-neighbour up-sampling, skip
 # connections that concatenate each down-path output to the matching up-path input, and
@@ -291,7 +293,7 @@ print(f"{result.step} steps; L_simple {result.losses[0]:.2f} at step 1, "
       f"{sum(result.losses[-5:]) / 5:.2f} averaged over the last 5 steps")
 print("files written:", ", ".join(sorted(p.name for p in run_dir.iterdir())))
 shutil.rmtree(run_dir.parent)  # delete the run's folder; remove this line to keep its files
-plotting.loss_curve(result.losses, smooth=5, label="L_simple (one batch)")
+plot_curves.loss_curve(result.losses, smooth=5, label="L_simple (one batch)")
 plt.show()
 
 # %% [markdown]
@@ -302,7 +304,7 @@ plt.show()
 # %%
 short_samples = samplers.sample(result.ema_model, schedule, (8, 1, 28, 28), sampler="ddim", steps=20,
                                 generator=torch.Generator().manual_seed(0), progress=False)
-plotting.image_grid(short_samples.x0, ncols=8, suptitle=f"after {result.step} training steps")
+plot_images.image_grid(short_samples.x0, ncols=8, suptitle=f"after {result.step} training steps")
 plt.show()
 
 # %% [markdown]
@@ -338,7 +340,7 @@ log = training.read_log(weights_dir() / card["loss_log"])
 every = card["training"]["log_every"]
 print(f"{len(log)} entries, steps {log[0]['step']}..{log[-1]['step']}; "
       f"loss {log[0]['loss']:.3f} -> {log[-1]['loss']:.4f}; {log[-1]['wall_time'] / 3600:.1f} h of training")
-plotting.loss_curve([entry["loss"] for entry in log], smooth=5, xlabel=f"log entry (one per {every} steps)",
+plot_curves.loss_curve([entry["loss"] for entry in log], smooth=5, xlabel=f"log entry (one per {every} steps)",
                     label=f"L_simple, mean over {every} steps")
 plt.show()
 
@@ -354,7 +356,7 @@ print(f"{'step':>6s} {'loss (last 500 steps)':>21s} {'MNIST-FID':>9s} {'floor':>
 for row in curve:
     print(f"{row['step']:6d} {row['loss']:21.5f} {row['fid']:9.1f} {row['fid_floor']:6.1f} {row['kl_from_uniform']:8.4f}")
 steps = torch.tensor([float(row["step"]) for row in curve])
-plotting.density_curves(steps, {"MNIST-FID, N = 1000": torch.tensor([row["fid"] for row in curve]),
+plot_curves.density_curves(steps, {"MNIST-FID, N = 1000": torch.tensor([row["fid"] for row in curve]),
                                 "--floor (real digits)": torch.tensor([row["fid_floor"] for row in curve])},
                         xlabel="training step", ylabel="MNIST-FID", yscale="log", title="sample quality by step")
 plt.show()
@@ -398,7 +400,7 @@ for name, values in loss_by_t.items():
     print(f"{name:>24s}" + "".join(f"{v:7.3f}" for v in values.tolist()))
 
 # %%
-plotting.density_curves(t_grid.double(), {name: values for name, values in loss_by_t.items()},
+plot_curves.density_curves(t_grid.double(), {name: values for name, values in loss_by_t.items()},
                         xlabel="t (code index)", ylabel="L_simple at this t", yscale="log",
                         title="noise-prediction error by time step")
 plt.show()

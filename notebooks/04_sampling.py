@@ -38,7 +38,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import HTML
 
-from course_ddpm import evaluation, load_pretrained, plotting, results, reverse, samplers
+from course_ddpm import evaluation, load_pretrained, plot_curves, plot_images, results, reverse, samplers
 from course_ddpm.checkpoints import schedule_from_card
 from course_ddpm.data import load_mnist
 from course_ddpm.notebook import setup, show_code
@@ -84,7 +84,7 @@ print(f"DDPM, {len(ddpm.timesteps)} steps, 16 images: {time.perf_counter() - sta
 
 # %%
 print(f"trajectory {tuple(ddpm.trajectory.shape)} = (T + 1, B, C, H, W); x0_preds {tuple(ddpm.x0_preds.shape)}")
-plotting.image_grid(ddpm.x0, ncols=8, suptitle="DDPM, 1000 steps")
+plot_images.image_grid(ddpm.x0, ncols=8, suptitle="DDPM, 1000 steps")
 plt.show()
 
 # %% [markdown]
@@ -97,7 +97,7 @@ plt.show()
 # %%
 shown_t = [999, 900, 800, 700, 600, 500, 400, 300, 200, 100, 50, 0]
 k = [ddpm.timesteps.index(t) for t in shown_t]  # positions in the chain
-plotting.trajectory_strip(ddpm.trajectory[k, 0], ddpm.x0_preds[k, 0], t=shown_t)
+plot_images.trajectory_strip(ddpm.trajectory[k, 0], ddpm.x0_preds[k, 0], t=shown_t)
 plt.show()
 
 # %% [markdown]
@@ -107,7 +107,7 @@ plt.show()
 # %%
 distance = (ddpm.x0_preds - ddpm.x0[None]).pow(2).mean(dim=(2, 3, 4)).mean(dim=1)  # (T,)
 t_axis = torch.tensor(ddpm.timesteps, dtype=torch.float64)
-plotting.density_curves(t_axis, {"mean ||x0_pred(t) - x0||^2 / D": distance}, xlabel="t (code index)",
+plot_curves.density_curves(t_axis, {"mean ||x0_pred(t) - x0||^2 / D": distance}, xlabel="t (code index)",
                         title="distance of the estimate x0_pred from the final sample")
 plt.gca().invert_xaxis()  # sampling runs from t = 999 (left) to t = 0 (right)
 plt.show()
@@ -117,7 +117,7 @@ plt.show()
 
 # %% tags=["nbval-ignore-output"]
 frames = list(range(0, len(ddpm.timesteps), 50)) + [len(ddpm.timesteps) - 1]
-animation = plotting.trajectory_animation(ddpm.trajectory[frames, :6], ddpm.x0_preds[frames, :6],
+animation = plot_images.trajectory_animation(ddpm.trajectory[frames, :6], ddpm.x0_preds[frames, :6],
                                           t=[ddpm.timesteps[i] for i in frames], size=1.0)
 HTML(animation.to_jshtml())
 
@@ -166,7 +166,7 @@ for steps in (10, 20, 50):
 # %%
 rows = torch.cat([ddim[steps][:10] for steps in ddim])  # (30, 1, 28, 28)
 titles = [f"{steps} steps" if i == 0 else "" for steps in ddim for i in range(10)]
-plotting.image_grid(rows, ncols=10, titles=titles)
+plot_images.image_grid(rows, ncols=10, titles=titles)
 plt.show()
 
 # %% [markdown]
@@ -194,7 +194,7 @@ for steps in ddim:
 # %%
 for steps in ddim:  # a loose check that holds on any machine: between the two yardsticks
     assert reference["floor"] < fid[steps] < reference["ceiling"] / 10, (steps, fid[steps], reference)
-plotting.digit_histograms({f"DDIM {steps} steps": c for steps, c in counts.items()})
+plot_curves.digit_histograms({f"DDIM {steps} steps": c for steps, c in counts.items()})
 plt.show()
 
 # %% [markdown]
@@ -226,7 +226,7 @@ print("eta=1: the two runs are identical:", torch.equal(runs["eta=1, seed 3"], r
 
 # %%
 titles = [name if i == 0 else "" for name in runs for i in range(8)]
-plotting.image_grid(torch.cat(list(runs.values())), ncols=8, titles=titles)
+plot_images.image_grid(torch.cat(list(runs.values())), ncols=8, titles=titles)
 plt.show()
 
 # %% [markdown]
@@ -259,7 +259,7 @@ print(f"at lambda = 0.5: slerp {path_slerp[4].norm():.1f}, straight line {path_l
 decoded = samplers.sample(model, schedule, (18, 1, 28, 28), sampler="ddim", steps=50, eta=0.0,
                           x_T=torch.cat([path_slerp, path_line]), progress=False).x0
 titles = [f"λ={l:.3g}" for l in lam.tolist()] + [""] * 9
-plotting.image_grid(decoded, ncols=9, titles=titles, suptitle="top: slerp;  bottom: straight line")
+plot_images.image_grid(decoded, ncols=9, titles=titles, suptitle="top: slerp;  bottom: straight line")
 plt.show()
 
 # %% [markdown]
@@ -321,7 +321,7 @@ for r in study["results"]:
           f"{r['fid_common_n']:9.2f} {r['kl_from_uniform']:8.4f}")
 
 # %%
-plotting.sampler_tradeoff(study["results"], fid_key="fid_common_n", floor=floor)
+plot_curves.sampler_tradeoff(study["results"], fid_key="fid_common_n", floor=floor)
 plt.show()
 
 # %% [markdown]

@@ -22,7 +22,8 @@ import torch  # noqa: E402
 from course_ddpm import linear_schedule, load_pretrained  # noqa: E402
 from course_ddpm.checkpoints import schedule_from_card  # noqa: E402
 from course_ddpm.data import load_mnist  # noqa: E402
-from course_ddpm.plotting import image_grid, noising_strip, sampler_tradeoff, trajectory_strip  # noqa: E402
+from course_ddpm.plot_curves import sampler_tradeoff  # noqa: E402
+from course_ddpm.plot_images import image_grid, noising_strip, trajectory_strip  # noqa: E402
 from course_ddpm.results import load_result  # noqa: E402
 from course_ddpm.samplers import sample  # noqa: E402
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Retrain the shipped MNIST classifier (course_ddpm/weights/mnist_classifier.*) from scratch
+# Retrain the shipped MNIST classifier (course_ddpm/weights/mnist_classifier.*, the package's one
+# model format: safetensors + JSON card, read by course_ddpm.checkpoints.load_model) from scratch
 # on one CPU thread, then print the sha256 lines to paste into
 # course_ddpm/pretrained.py:REGISTRY["classifier"] (the package refuses unregistered files).
 #

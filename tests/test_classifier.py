@@ -1,4 +1,4 @@
-"""Tests for course_ddpm.classifier: shapes, the shift augmentation, training, save/load."""
+"""Tests for course_ddpm.classifier: shapes, the shift augmentation, training, and its model file."""
 
 from __future__ import annotations
 
@@ -7,15 +7,13 @@ import json
 import pytest
 import torch
 
-from course_ddpm.checkpoints import CheckpointError
+from course_ddpm.checkpoints import MODEL_FORMAT, CheckpointError, load_model, read_card, save_model
 from course_ddpm.classifier import (
-    CARD_FORMAT,
     ClassifierConfig,
     MNISTClassifier,
     accuracy,
-    load_classifier,
+    main,
     random_shift,
-    save_classifier,
     train_classifier,
 )
 
@@ -104,27 +102,47 @@ def test_training_rejects_bad_epochs():
         train_classifier(epochs=0, data=(torch.zeros(1, 1, 28, 28),) * 4)
 
 
-def test_save_load_round_trip(tmp_path):
+def test_the_classifier_is_saved_and_loaded_as_any_model_of_the_package(tmp_path):
     torch.manual_seed(0)
     model = MNISTClassifier(ClassifierConfig(channels=(4, 8), hidden=16)).eval()
     model.conv1[1].running_mean.uniform_()  # buffers must travel too
-    card = save_classifier(tmp_path / "clf", model, {"epochs": 1})
-    assert card["format"] == CARD_FORMAT and card["epochs"] == 1
-    assert json.loads((tmp_path / "clf.json").read_text()) == card
-    loaded, card2 = load_classifier(tmp_path / "clf.safetensors")
+    save_model(tmp_path / "clf.safetensors", model, {"epochs": 1})
+    card = json.loads((tmp_path / "clf.json").read_text())
+    assert card["format"] == MODEL_FORMAT and card["epochs"] == 1
+    assert card["model"] == {"name": "mnist_classifier", "channels": [4, 8], "hidden": 16, "dropout": 0.25, "num_classes": 10}
+    loaded, card2 = load_model(tmp_path / "clf.json")
     assert card2 == card and not loaded.training and loaded.config == model.config
     x = torch.rand(3, 1, 28, 28) * 2 - 1
     torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
 
 
-def test_load_refuses_tampered_weights_and_foreign_cards(tmp_path):
-    model = MNISTClassifier(ClassifierConfig(channels=(4, 8), hidden=16))
-    save_classifier(tmp_path / "clf", model, {})
+def test_a_tampered_classifier_file_is_refused(tmp_path):
+    save_model(tmp_path / "clf.safetensors", MNISTClassifier(ClassifierConfig(channels=(4, 8), hidden=16)), {})
     data = bytearray((tmp_path / "clf.safetensors").read_bytes())
     data[-1] ^= 1
     (tmp_path / "clf.safetensors").write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="sha256"):
-        load_classifier(tmp_path / "clf")
-    (tmp_path / "clf.json").write_text(json.dumps({"format": "course_ddpm.model/1"}))
-    with pytest.raises(CheckpointError, match="not a classifier card"):
-        load_classifier(tmp_path / "clf")
+        load_model(tmp_path / "clf.safetensors")
+
+
+def test_main_trains_and_writes_the_model_file_with_its_reproduce_command(tmp_path, monkeypatch):
+    """``python -m course_ddpm.classifier`` writes the one model format, its card holding the command."""
+    import course_ddpm.classifier as classifier
+
+    x, y = _synthetic_digits(64, seed=2)
+    tiny = ClassifierConfig(channels=(4, 8), hidden=16)
+
+    def train_tiny(epochs, seed, progress):
+        return train_classifier(epochs, seed, config=tiny, batch_size=32, data=(x, y, x, y), progress=progress)
+
+    monkeypatch.setattr(classifier, "train_classifier", train_tiny)
+    threads = torch.get_num_threads()
+    try:
+        card = main(["--epochs", "1", "--seed", "3", "--out", str(tmp_path / "clf"), "--no-progress"])
+    finally:
+        torch.set_num_threads(threads)
+    assert card == read_card(tmp_path / "clf.safetensors")
+    assert card["model"]["name"] == "mnist_classifier" and card["epochs"] == 1 and card["seed"] == 3
+    assert card["command"] == f"python -m course_ddpm.classifier --epochs 1 --seed 3 --out {tmp_path / 'clf'} --no-progress"
+    model, _ = load_model(tmp_path / "clf.safetensors")
+    assert card["test_accuracy"] == accuracy(model, x, y)

@@ -31,7 +31,7 @@ import torch
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from course_ddpm import evaluation, forward, losses, reverse, samplers, training
+from course_ddpm import bound, elbo, evaluation, forward, reverse, samplers, training
 from course_ddpm.classifier import MNISTClassifier
 from course_ddpm.distributed import DistInfo
 from course_ddpm.networks import build_model
@@ -296,7 +296,7 @@ def _grid_images(*shape: int) -> torch.Tensor:
 def test_variational_bound_reads_only_its_input_check_once_whatever_t():
     model = tiny_unet().eval()
     with Audit(reads=True) as audit:
-        vb = losses.variational_bound(model, SCHED, _grid_images(*SHAPE), variance="fixed_large")
+        vb = bound.variational_bound(model, SCHED, _grid_images(*SHAPE), variance="fixed_large")
     audit.assert_no_float64()
     assert vb.total_bpd.device == META and vb.terms_bpd.shape == (2, SCHED.T)
     # discretized_gaussian_log_likelihood checks that x is on the 256-level grid (min, max,
@@ -309,10 +309,10 @@ def test_toy_elbo_forms_on_the_device():
     trajectory = forward.q_trajectory(SCHED, mixture.sample((4, 1)).float()).to(META)  # (T + 1, 4, 1)
     t = torch.tensor([1, 8, 3, 0], device=META)
     with Audit() as audit:
-        losses.elbo_denoising_form(SCHED, trajectory, mixture.eps_model(SCHED))
-        losses.elbo_consistency_form(SCHED, trajectory, mixture.eps_model(SCHED), variance="fixed_large")
+        elbo.elbo_denoising_form(SCHED, trajectory, mixture.eps_model(SCHED))
+        elbo.elbo_consistency_form(SCHED, trajectory, mixture.eps_model(SCHED), variance="fixed_large")
         mixture.noised_log_prob(SCHED, trajectory[3], t)
-        losses.prior_bpd(SCHED, _grid_images(*SHAPE))
+        bound.prior_bpd(SCHED, _grid_images(*SHAPE))
     audit.assert_no_float64()
 
 

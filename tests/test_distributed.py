@@ -27,9 +27,17 @@ def test_rank_slices_partition_the_global_batch():
         rank_slice(6, DistInfo(rank=0, world_size=4))
 
 
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda:0"), (False, True, "mps"), (False, False, "cpu")])
+def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert resolve_device("auto") == torch.device(expected)
+    if cuda:
+        assert resolve_device("auto", local_rank=1) == torch.device("cuda:1")  # the process's GPU under torchrun
+
+
 def test_devices_and_single_process_setup(monkeypatch):
     assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
     with pytest.raises(ValueError, match="device"):
         resolve_device("tpu")
     if not torch.cuda.is_available():

@@ -193,10 +193,13 @@ def test_optimal_eps_is_the_regression_of_eps_on_x_t():
         assert ((eps - perturbed) ** 2).mean().item() > mse
 
 
-def test_eps_model_is_the_optimal_denoiser_and_ignores_labels():
-    model = MIXTURE.eps_model(SCHEDULE)
+def test_eps_model_is_the_closed_form_denoiser_and_ignores_labels():
+    """The callable, like a network, gives E[eps | x_t] of x0 ~ N(m, s^2) in closed form, whatever the labels."""
+    m, s = -0.3, 0.6
+    model = GaussianMixture.gaussian(m, s).eps_model(SCHEDULE)
     x_t = torch.randn(5, 3, generator=torch.Generator().manual_seed(21), dtype=torch.float64)
     t = torch.tensor([0, 1, 50, 100, 199])
-    expected = MIXTURE.optimal_eps(SCHEDULE, x_t, t)
+    ab = SCHEDULE.alpha_bar[t][:, None]
+    expected = (1 - ab).sqrt() * (x_t - ab.sqrt() * m) / (ab * s**2 + 1 - ab)
     torch.testing.assert_close(model(x_t, t), expected)
     torch.testing.assert_close(model(x_t, t, torch.arange(5)), expected)

@@ -32,7 +32,7 @@ def _decode(png: bytes) -> torch.Tensor:
 def test_readouts_equal_closed_forms(schedules, x0, t):
     schedule = schedules["linear T=1000"]
     r = W.readouts(schedule, x0, t)
-    # Closed forms written out independently of forward.py and losses.py:
+    # Closed forms written out independently of forward.py and gaussian.py:
     # alpha_bar_t = prod_{s<=t} (1 - beta_s); KL(N(a x0, 1 - a^2) || N(0, 1)) per pixel
     # = 0.5 (a^2 x0^2 + (1 - a^2) - 1 - log(1 - a^2)).
     alpha_bar = math.prod(1.0 - b for b in schedule.beta[: t + 1].tolist())
