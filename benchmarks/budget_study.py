@@ -51,10 +51,10 @@ from course_ddpm.evaluation import (
 )
 from course_ddpm.networks import build_model, count_parameters
 from course_ddpm.schedules import Schedule, make_schedule
-from course_ddpm.training import (
+from course_ddpm.rng import derive_seed
+from course_ddpm.training_config import TrainConfig
+from course_ddpm.training_step import (
     EpochSampler,
-    TrainConfig,
-    derive_seed,
     diffusion_loss,
     draw_batch,
     ema_decay_at,

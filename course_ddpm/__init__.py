@@ -3,7 +3,8 @@
 One concept per module: ``schedules`` (beta, alpha_bar, ...), ``forward`` (q(x_t | x_0)
 and its posterior), ``losses`` (L_simple and the variational bound), ``samplers`` (DDPM,
 DDIM), ``toy`` (distributions with a known density and optimal denoiser), ``data``
-(MNIST in [-1, 1]), ``networks``, ``training``, ``checkpoints``, ``evaluation``,
+(MNIST in [-1, 1]), ``networks``, ``training_config``, ``training_step`` (Algorithm 1),
+``training`` (the run), ``rng``, ``checkpoints``, ``evaluation``,
 ``plotting``, ``widgets`` and ``cli``.
 """
 

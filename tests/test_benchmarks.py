@@ -23,7 +23,7 @@ from course_ddpm.networks import build_model
 from course_ddpm.pretrained import list_pretrained
 from course_ddpm.samplers import sample
 from course_ddpm.schedules import linear_schedule
-from course_ddpm.training import TrainConfig
+from course_ddpm.training_config import TrainConfig
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 # T = 20 leaves signal in x_T (a warning the package gives on purpose); fine for smoke tests.
