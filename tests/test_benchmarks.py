@@ -177,22 +177,41 @@ def _tiny_config(**changes) -> TrainConfig:
     return TrainConfig(**{"T": 20, "batch_size": 8, "warmup_steps": 2, "lr": 1e-3, "seed": 0, **changes})
 
 
-def test_budget_study_models_see_the_same_batches():
+def test_side_by_side_models_see_the_same_batches():
     """Same seed, same data order, t and eps: two models built alike take identical steps,
     and the warm-up pass neither changes weights nor draws from the random streams."""
-    budget = _load_script("budget_study")
+    side = _load_script("side_by_side")
     config, schedule = _tiny_config(), linear_schedule(20, warn=False)
     x = torch.rand(32, 1, 28, 28) * 2 - 1
-    a = budget.start_trainee("a", "a", lambda c: tiny_unet(), config, len(x))
-    b = budget.start_trainee("b", "b", lambda c: tiny_unet(), config, len(x))
-    budget.warm_up(b, x, config)
-    losses_a = [budget.train_step(a, schedule, x, config) for _ in range(3)]
-    losses_b = [budget.train_step(b, schedule, x, config) for _ in range(3)]
-    assert losses_a == losses_b
-    for p_a, p_b in zip(a.model.parameters(), b.model.parameters()):
+    a = side.start_trainee("a", "a", lambda c: tiny_unet(), config, len(x))
+    b = side.start_trainee("b", "b", lambda c: tiny_unet(), config, len(x))
+    side.warm_up(b, x, config)
+    losses_a = [side.take_step(a, schedule, x, config) for _ in range(3)]
+    losses_b = [side.take_step(b, schedule, x, config) for _ in range(3)]
+    assert losses_a == losses_b == a.losses and a.state.step == 3 and len(a.step_wall_s) == 3
+    for p_a, p_b in zip(a.state.model.parameters(), b.state.model.parameters()):
         torch.testing.assert_close(p_a, p_b, rtol=0, atol=0)
-    moved = [not torch.equal(p, q) for p, q in zip(a.model.parameters(), a.ema_model.parameters())]
+    moved = [not torch.equal(p, q) for p, q in zip(a.state.model.parameters(), a.state.ema_model.parameters())]
     assert any(moved)  # the EMA lags behind the trained weights
+
+
+def test_side_by_side_budget_gives_each_step_to_the_network_behind():
+    side = _load_script("side_by_side")
+    config, schedule = _tiny_config(), linear_schedule(20, warn=False)
+    x = torch.rand(16, 1, 28, 28) * 2 - 1
+    trainees = [side.start_trainee(k, k, lambda c: tiny_unet(), config, len(x)) for k in ("a", "b")]
+    clocks = [{"a": 0.0, "b": 0.0}]  # CPU seconds of each network after every step
+
+    def after_step(trainee) -> None:
+        before = clocks[-1]
+        behind = min(c for c in before.values() if c < 0.2)
+        assert before[trainee.key] == behind  # the one that stepped had used the least CPU time
+        clocks.append({tr.key: tr.cpu_s for tr in trainees})
+
+    side.train_for_budget(trainees, schedule, x, config, budget_s=0.2, progress=False, after_step=after_step)
+    assert all(tr.cpu_s >= 0.2 for tr in trainees) and len(clocks) - 1 == sum(tr.state.step for tr in trainees)
+    with pytest.raises(ValueError, match="budget_s"):
+        side.train_for_budget(trainees, schedule, x, config, budget_s=0.0, progress=False)
 
 
 @needs_classifier
