@@ -27,7 +27,6 @@ at the same N, the digit histogram's KL from uniform and the mean classifier con
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -36,15 +35,7 @@ from typing import Callable, Literal
 import torch
 from torch import nn
 
-from course_ddpm.evaluation import (
-    NUM_DIGITS,
-    digit_histogram,
-    fid_reference_points,
-    generate,
-    kl_from_uniform,
-    mean_confidence,
-    mnist_fid,
-)
+from course_ddpm.evaluation import NUM_DIGITS, fid_reference_points, generate
 from course_ddpm.networks import build_model, count_parameters
 from course_ddpm.schedules import make_schedule
 from course_ddpm.training_config import TrainConfig
@@ -52,7 +43,8 @@ from course_ddpm.training_config import TrainConfig
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)  # benchmarks/ is a folder of scripts, not a package
-from run_info import run_meta  # noqa: E402
+from run_info import report, run_meta  # noqa: E402
+from sampler_study import measure  # noqa: E402
 from side_by_side import DiffusersUNet, start_trainee, train_for_budget  # noqa: E402
 
 SAMPLE_STEPS = 50  # DDIM steps for the evaluation samples (Song et al. 2021, Table 1)
@@ -124,7 +116,7 @@ def run_budget_study(
         samples, _ = generate(model, schedule, n=n, sampler="ddim", steps=min(SAMPLE_STEPS, config.T), eta=0.0,
                               seed=config.seed, batch_size=sample_batch_size, progress=progress)  # fmt: skip
         sample_wall = time.perf_counter() - wall
-        counts, fractions = digit_histogram(samples)
+        measures = measure(samples)  # MNIST-FID, the digit histogram, its KL from uniform, mean confidence
         images = tr.state.step * config.batch_size
         last = tr.losses[-LOSS_WINDOW:]
         results.append({
@@ -132,9 +124,8 @@ def run_budget_study(
             "images_seen": images, "epochs": images / len(x), "cpu_s": tr.cpu_s, "wall_s": tr.wall_s,
             "images_per_cpu_s": images / tr.cpu_s, "final_loss": sum(last) / len(last),
             "loss_curve": _window_means(tr.losses, LOSS_WINDOW), "n": n, "sample_wall_s": sample_wall,
-            "fid": mnist_fid(samples), "fid_floor": reference["floor"], "fid_ceiling": reference["ceiling"],
-            "digit_counts": [int(c) for c in counts], "digit_fractions": [float(f) for f in fractions],
-            "kl_from_uniform": kl_from_uniform(fractions), "mean_confidence": mean_confidence(samples),
+            "fid": measures.pop("fid"), "fid_floor": reference["floor"], "fid_ceiling": reference["ceiling"],
+            **measures,  # digit_counts, digit_fractions, kl_from_uniform, mean_confidence
         })  # fmt: skip
     return {
         "budget_s": budget_s,
@@ -219,13 +210,8 @@ def main(argv: list[str] | None = None) -> dict:
         sample_batch_size=args.sample_batch_size, progress=not args.no_progress,
     )  # fmt: skip
     study["meta"] = run_meta(argv, start)
-    if args.json:  # first, so that a closed pipe (| head) cannot lose the results
-        Path(args.json).write_text(json.dumps(study, indent=2) + "\n", encoding="utf-8")
-    print(f"\nTraining-budget study ({study['meta']['total_wall_s']:.0f} s in all)\n")
-    print(format_table(study))
-    if args.json:
-        print(f"\nwrote {args.json}")
-    return study
+    heading = f"\nTraining-budget study ({study['meta']['total_wall_s']:.0f} s in all)\n"
+    return report(study, args.json, f"{heading}\n{format_table(study)}")
 
 
 if __name__ == "__main__":
