@@ -19,11 +19,12 @@ import torch
 
 from course_ddpm.checkpoints import load_model, save_model, schedule_card
 from course_ddpm.evaluation import mnist_fid
-from course_ddpm.networks import build_model
+from course_ddpm.networks import build_model, count_parameters, flops_per_image
 from course_ddpm.pretrained import list_pretrained
 from course_ddpm.samplers import sample
 from course_ddpm.schedules import linear_schedule
 from course_ddpm.training_config import TrainConfig
+from course_ddpm.training_step import Batch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 # T = 20 leaves signal in x_T (a warning the package gives on purpose); fine for smoke tests.
@@ -249,6 +250,65 @@ def test_budget_study_main_with_the_diffusers_adapter(tmp_path, mnist_root, keep
     for r in result["results"]:
         _check_histogram(r, 2)
     assert "| diffusers UNet2DModel (HF course) |" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ network benchmark
+def test_held_out_mse_is_the_per_image_eps_mse_averaged_within_each_t_range():
+    bench = _load_script("bench_networks")
+    torch.manual_seed(0)
+    model, schedule = tiny_unet().eval(), linear_schedule(1000)
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.rand(12, 1, 28, 28, generator=g) * 2 - 1, torch.randn(12, 1, 28, 28, generator=g)
+    t = torch.tensor([5, 50, 99, 100, 300, 499, 500, 700, 999, 0, 250, 800])
+    scores = bench.held_out_mse(model, schedule, Batch(x0, t, eps, None), chunk=5)
+    alpha_bar = schedule.alpha_bar[t].float().reshape(-1, 1, 1, 1)  # (B, 1, 1, 1)
+    with torch.no_grad():  # Ho et al. eq. 4 and the squared error of eq. 14, written out, per image
+        x_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
+        per_image = (model(x_t, t) - eps).square().mean(dim=(1, 2, 3))  # (B,)
+    assert scores["all"] == pytest.approx(per_image.mean().item(), rel=1e-5)
+    for lo, hi in bench.T_BUCKETS:
+        inside = (t >= lo) & (t < hi)
+        assert scores[f"t in [{lo}, {hi})"] == pytest.approx(per_image[inside].mean().item(), rel=1e-5)
+
+
+def test_bench_networks_quick_run_writes_the_json_of_the_readme_network_table(tmp_path, mnist_root, keep_threads,
+                                                                              capsys):  # fmt: skip
+    bench = _load_script("bench_networks")
+    out = tmp_path / "networks.json"
+    result = bench.main(["--mode", "both", "--quick", "--mnist-root", str(mnist_root), "--json", str(out),
+                         "--no-progress"])  # fmt: skip
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert set(result) == {"modes", "threads", "batch_size", "T", "matmul", "throughput", "study", "config",
+                           "networks", "meta"}  # fmt: skip
+    assert result["threads"] == 1 and result["batch_size"] == 4 and result["matmul"]["gflop_per_s"] > 0
+    assert {"argv", "date", "torch", "machine", "total_wall_s"} <= set(result["meta"])
+    rows = {r["key"]: r for r in result["networks"]}
+    assert list(rows) == ["simple", "16x1", "16x2", "32x1", "32x2", "diffusers"]
+    # parameters and FLOPs are the package's count for the same configurations
+    same_configs = {"simple": build_model("simple_unet", T=1000), "16x1": build_model("unet"),  # the default UNet
+                    "16x2": build_model("unet", num_res_blocks=2), "32x1": build_model("unet", base_channels=32),
+                    "32x2": build_model("unet", base_channels=32, num_res_blocks=2),
+                    "diffusers": _load_script("side_by_side").DiffusersUNet()}  # fmt: skip
+    for key, model in same_configs.items():
+        assert rows[key]["params"] == count_parameters(model), key
+        assert rows[key]["mflop_per_image"] == flops_per_image(model) / 1e6, key
+    timed = [k for k, r in rows.items() if r["throughput"] is not None]
+    assert timed == ["simple", "16x1", "32x1", "diffusers"]
+    for key in timed:
+        speed = rows[key]["throughput"]
+        assert 0 < speed["s_per_step_best"] <= speed["s_per_step_median"]
+        assert speed["images_per_s"] == pytest.approx(4 / speed["s_per_step_median"]) and speed["percent_of_matmul"] > 0
+    scored = [k for k, r in rows.items() if r["study"] is not None]
+    assert scored == ["simple", "16x1", "16x2", "32x1", "32x2"]
+    for key in scored:
+        evals = rows[key]["study"]["eps_mse"]
+        assert [e["cpu_s"] >= c for e, c in zip(evals, result["study"]["checkpoints_cpu_s"])] == [True] * 3
+        assert all(math.isfinite(e["all"]) and e["all"] > 0 for e in evals)
+        assert evals[-1]["step"] == rows[key]["study"]["steps"]  # the last score is of the final weights
+    printed = capsys.readouterr().out
+    for key in rows:
+        assert len(_table_rows(printed, rows[key]["label"])) == (rows[key]["throughput"] is not None) + (
+            rows[key]["study"] is not None)  # fmt: skip
 
 
 # ------------------------------------------------------------------ learning curve
