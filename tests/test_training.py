@@ -1,5 +1,5 @@
 """Tests for course_ddpm.training: runs that are deterministic, write their files, resume exactly,
-stop cleanly on divergence and interruption, and leave the caller's RNG alone.
+stop cleanly on divergence and interruption, and leave the caller's RNG and threads alone.
 Synthetic 8x8 data and a tiny U-Net: no MNIST needed."""
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from course_ddpm.training import TrainingInterrupted, read_log, train
 from course_ddpm.training_config import TrainConfig
 from course_ddpm.training_step import TrainingDiverged, lr_at
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # many tiny ops (tests/conftest.py)
+
 TINY_MODEL = {"base_channels": 8, "channel_mults": [1, 2], "attention": False, "groups": 4}
 
 
@@ -28,7 +30,7 @@ def tiny_config(out_dir: Path, **overrides) -> TrainConfig:
     settings = dict(
         model_kwargs=TINY_MODEL, schedule="cosine", T=20, batch_size=8, steps=6, lr=1e-3, warmup_steps=2,
         log_every=2, sample_every=0, checkpoint_every=3, sample_n=4, sample_steps=4, out_dir=str(out_dir),
-        device="cpu", num_threads=1,
+        device="cpu",
     )  # fmt: skip
     return TrainConfig(**{**settings, **overrides})
 
@@ -81,6 +83,22 @@ def test_train_leaves_the_global_rng_as_it_found_it(tmp_path):
     assert torch.equal(draw_after(lambda: train(config(3), progress=False, data=data)), expected)
     assert torch.equal(draw_after(lambda: train(config(5), resume=True, progress=False, data=data)), expected)
     assert torch.equal(draw_after(refused), expected)
+
+
+def test_num_threads_holds_during_the_steps_and_the_callers_count_comes_back(tmp_path, monkeypatch):
+    real_l_simple, seen = training_step.l_simple, []
+
+    def l_simple_noting_threads(eps, eps_pred):
+        seen.append(torch.get_num_threads())
+        return real_l_simple(eps, eps_pred)
+
+    monkeypatch.setattr(training_step, "l_simple", l_simple_noting_threads)
+    torch.set_num_threads(2)  # the caller's count; the module's one_thread fixture has set 1
+    try:
+        train(tiny_config(tmp_path / "run", steps=2, num_threads=1), progress=False, data=synthetic_data())
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
 
 
 def test_run_writes_log_checkpoints_and_loadable_ema(tmp_path):
@@ -205,7 +223,8 @@ def _write_run_files(tmp_path: Path, out_dir: Path, steps: int) -> tuple[Path, P
     x, y = synthetic_data()
     torch.save({"x": x, "y": y}, data_file)
     config_file = tmp_path / f"{out_dir.name}.json"
-    config_file.write_text(tiny_config(out_dir, steps=steps, checkpoint_every=4).to_json())
+    # the CLI's own process: one thread as this one (the fixture), so that the weights compare bit for bit
+    config_file.write_text(tiny_config(out_dir, steps=steps, checkpoint_every=4, num_threads=1).to_json())
     return config_file, data_file
 
 
