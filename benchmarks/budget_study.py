@@ -1,7 +1,7 @@
 """Training-budget study: MNIST-FID after the same CPU time of training, for three networks.
 
 SimpleUNet, the course's default UNet and diffusers' UNet2DModel in the HF diffusion
-course's MNIST configuration (built by ``bench_networks.DiffusersUNet``) each train for
+course's MNIST configuration (built by ``side_by_side.DiffusersUNet``) each train for
 ``--budget-s`` CPU seconds (``time.process_time``: all threads of this process, so the
 budget measures work done even when other jobs share the cores) with the same recipe:
 L_simple = ||eps - eps_theta(x_t, t)||^2 (Ho et al. 2020, arXiv:2006.11239, Algorithm 1
@@ -10,9 +10,9 @@ the weights, the same batch size, learning rate and seed, and the same batches (
 data order, t and eps draws). The models take turns, one step each (the one with the
 least CPU time so far goes next), so all of them see the same load on the machine.
 
-The training step is :func:`course_ddpm.training.train`'s, assembled from the package's
-pieces (``draw_batch``, ``diffusion_loss``, ``lr_at``, ``ema_update``/``ema_decay_at``),
-because ``train`` stops after a number of steps, not a time budget.
+The training step is the package's own (``course_ddpm.training_step.train_step``, through
+``side_by_side.take_step``), started as ``course_ddpm.training.train`` starts a run; ``train``
+itself stops after a number of steps, not a time budget.
 
 Then each model's EMA weights (``--weights raw`` for the trained ones) draw ``--n``
 images with DDIM, 50 steps, eta = 0 (Song et al. 2021, arXiv:2010.02502), from the same
@@ -27,46 +27,25 @@ at the same N, the digit histogram's KL from uniform and the mean classifier con
 from __future__ import annotations
 
 import argparse
-import copy
-import json
-import math
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from course_ddpm.evaluation import (
-    NUM_DIGITS,
-    digit_histogram,
-    fid_reference_points,
-    generate,
-    kl_from_uniform,
-    mean_confidence,
-    mnist_fid,
-)
+from course_ddpm.evaluation import NUM_DIGITS, fid_reference_points, generate
 from course_ddpm.networks import build_model, count_parameters
-from course_ddpm.schedules import Schedule, make_schedule
-from course_ddpm.training import (
-    EpochSampler,
-    TrainConfig,
-    derive_seed,
-    diffusion_loss,
-    draw_batch,
-    ema_decay_at,
-    ema_update,
-    lr_at,
-)
+from course_ddpm.schedules import make_schedule
+from course_ddpm.training_config import TrainConfig
 
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)  # benchmarks/ is a folder of scripts, not a package
-from bench_networks import DiffusersUNet  # noqa: E402
-from run_info import run_meta  # noqa: E402
+from run_info import report, run_meta  # noqa: E402
+from sampler_study import measure  # noqa: E402
+from side_by_side import DiffusersUNet, start_trainee, train_for_budget  # noqa: E402
 
 SAMPLE_STEPS = 50  # DDIM steps for the evaluation samples (Song et al. 2021, Table 1)
 LOSS_WINDOW = 50  # steps per point of the recorded loss curve, and for the final loss
@@ -90,89 +69,6 @@ MODELS: dict[str, tuple[str, Callable[[TrainConfig], nn.Module]]] = {
     "unet": ("UNet (default)", _unet),
     "diffusers": ("diffusers UNet2DModel (HF course)", _diffusers_unet),
 }
-
-
-@dataclass(eq=False)
-class Trainee:
-    """One model in training: weights, EMA, optimizer, its own (identically seeded) random
-    streams, and its clocks. ``cpu_s``/``wall_s`` count training steps only."""
-
-    key: str
-    label: str
-    model: nn.Module
-    ema_model: nn.Module
-    optimizer: torch.optim.Optimizer
-    sampler: EpochSampler
-    noise_generator: torch.Generator
-    step: int = 0
-    cpu_s: float = 0.0
-    wall_s: float = 0.0
-    losses: list[float] = field(default_factory=list)
-
-
-def start_trainee(key: str, label: str, build: Callable[[TrainConfig], nn.Module], config: TrainConfig,
-                  n_data: int) -> Trainee:  # fmt: skip
-    """A fresh model, seeded as :func:`course_ddpm.training.train` seeds one, with its EMA copy and AdamW."""
-    torch.manual_seed(config.seed)
-    model = build(config).train()
-    ema_model = copy.deepcopy(model).requires_grad_(False).eval()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sampler = EpochSampler(n_data, derive_seed(config.seed, "data order"))
-    noise_generator = torch.Generator().manual_seed(derive_seed(config.seed, "t, eps, labels"))
-    return Trainee(key, label, model, ema_model, optimizer, sampler, noise_generator)
-
-
-def warm_up(trainee: Trainee, x: torch.Tensor, config: TrainConfig) -> None:
-    """One forward and backward pass, thrown away, so lazy initialisation is not charged to the budget.
-
-    Draws nothing from the trainee's random streams and changes no weights.
-    """
-    B = min(config.batch_size, len(x))
-    trainee.model(x[:B], torch.zeros(B, dtype=torch.long)).mean().backward()
-    trainee.model.zero_grad(set_to_none=True)
-
-
-def train_step(trainee: Trainee, schedule: Schedule, x: torch.Tensor, config: TrainConfig) -> float:
-    """One step of Ho et al. 2020, Algorithm 1, as ``course_ddpm.training`` takes it; returns the loss."""
-    batch = draw_batch(x, None, trainee.sampler, trainee.noise_generator, config, None)
-    loss = diffusion_loss(trainee.model, schedule, batch, config.precision)  # L_simple, eq. 14
-    trainee.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    value = loss.item()
-    if not math.isfinite(value):
-        raise RuntimeError(f"{trainee.label}: loss is {value} at step {trainee.step + 1}; try a lower --lr")
-    if config.grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(trainee.model.parameters(), config.grad_clip)
-    for group in trainee.optimizer.param_groups:
-        group["lr"] = lr_at(config, trainee.step)
-    trainee.optimizer.step()
-    ema_update(trainee.ema_model, trainee.model, ema_decay_at(config.ema_decay, trainee.step))
-    trainee.step += 1
-    return value
-
-
-def train_for_budget(trainees: list[Trainee], schedule: Schedule, x: torch.Tensor, config: TrainConfig,
-                     budget_s: float, progress: bool = True) -> None:  # fmt: skip
-    """Train until every trainee has used ``budget_s`` CPU seconds; the one behind takes the next step."""
-    if not budget_s > 0:
-        raise ValueError(f"budget_s must be > 0, got {budget_s}")
-    for trainee in trainees:
-        warm_up(trainee, x, config)
-    bar = tqdm(total=round(budget_s * len(trainees)), desc="train", unit="CPU-s", disable=not progress)
-    try:
-        while True:
-            active = [tr for tr in trainees if tr.cpu_s < budget_s]
-            if not active:
-                break
-            trainee = min(active, key=lambda tr: tr.cpu_s)
-            cpu, wall = time.process_time(), time.perf_counter()
-            trainee.losses.append(train_step(trainee, schedule, x, config))
-            used = time.process_time() - cpu
-            trainee.cpu_s += used
-            trainee.wall_s += time.perf_counter() - wall
-            bar.update(used)
-    finally:
-        bar.close()
 
 
 def _window_means(values: list[float], window: int) -> list[float]:
@@ -215,22 +111,21 @@ def run_budget_study(
     reference = fid_reference_points(n, seed=config.seed)
     results = []
     for tr in trainees:
-        model = tr.ema_model if weights == "ema" else tr.model.eval()
+        model = tr.state.ema_model if weights == "ema" else tr.state.model.eval()
         wall = time.perf_counter()
         samples, _ = generate(model, schedule, n=n, sampler="ddim", steps=min(SAMPLE_STEPS, config.T), eta=0.0,
                               seed=config.seed, batch_size=sample_batch_size, progress=progress)  # fmt: skip
         sample_wall = time.perf_counter() - wall
-        counts, fractions = digit_histogram(samples)
-        images = tr.step * config.batch_size
+        measures = measure(samples)  # MNIST-FID, the digit histogram, its KL from uniform, mean confidence
+        images = tr.state.step * config.batch_size
         last = tr.losses[-LOSS_WINDOW:]
         results.append({
-            "key": tr.key, "label": tr.label, "params": count_parameters(tr.model), "steps": tr.step,
+            "key": tr.key, "label": tr.label, "params": count_parameters(tr.state.model), "steps": tr.state.step,
             "images_seen": images, "epochs": images / len(x), "cpu_s": tr.cpu_s, "wall_s": tr.wall_s,
             "images_per_cpu_s": images / tr.cpu_s, "final_loss": sum(last) / len(last),
             "loss_curve": _window_means(tr.losses, LOSS_WINDOW), "n": n, "sample_wall_s": sample_wall,
-            "fid": mnist_fid(samples), "fid_floor": reference["floor"], "fid_ceiling": reference["ceiling"],
-            "digit_counts": [int(c) for c in counts], "digit_fractions": [float(f) for f in fractions],
-            "kl_from_uniform": kl_from_uniform(fractions), "mean_confidence": mean_confidence(samples),
+            "fid": measures.pop("fid"), "fid_floor": reference["floor"], "fid_ceiling": reference["ceiling"],
+            **measures,  # digit_counts, digit_fractions, kl_from_uniform, mean_confidence
         })  # fmt: skip
     return {
         "budget_s": budget_s,
@@ -315,13 +210,8 @@ def main(argv: list[str] | None = None) -> dict:
         sample_batch_size=args.sample_batch_size, progress=not args.no_progress,
     )  # fmt: skip
     study["meta"] = run_meta(argv, start)
-    if args.json:  # first, so that a closed pipe (| head) cannot lose the results
-        Path(args.json).write_text(json.dumps(study, indent=2) + "\n", encoding="utf-8")
-    print(f"\nTraining-budget study ({study['meta']['total_wall_s']:.0f} s in all)\n")
-    print(format_table(study))
-    if args.json:
-        print(f"\nwrote {args.json}")
-    return study
+    heading = f"\nTraining-budget study ({study['meta']['total_wall_s']:.0f} s in all)\n"
+    return report(study, args.json, f"{heading}\n{format_table(study)}")
 
 
 if __name__ == "__main__":

@@ -58,9 +58,9 @@ from course_ddpm.evaluation import (
     mean_confidence,
     mnist_fid,
 )
+from course_ddpm.rng import derive_seed
 from course_ddpm.samplers import sample
 from course_ddpm.schedules import Schedule
-from course_ddpm.training import derive_seed
 
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:

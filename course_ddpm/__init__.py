@@ -5,7 +5,8 @@ and its posterior), ``losses`` (L_simple and its weights), ``gaussian`` (KLs and
 log-likelihoods), ``bound`` (the variational bound in bits/dim), ``elbo`` (Luo's two ELBO
 forms), ``samplers`` (DDPM, DDIM), ``toy`` (distributions with a known density and
 optimal denoiser), ``data`` (MNIST in [-1, 1]), ``unet`` and ``simple_unet`` (the
-networks), ``networks`` (their registry and inspection), ``classifier``, ``training``,
+networks), ``networks`` (their registry and inspection), ``classifier``,
+``training_config``, ``training_step`` (Algorithm 1), ``training`` (the run), ``rng``,
 ``checkpoints``, ``evaluation``, ``plot_images`` and ``plot_curves``, ``widgets`` and ``cli``.
 """
 

@@ -91,7 +91,7 @@ def _json_object(text: str) -> dict:
 
 def _add_train_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; absent flags keep the --config file's (or default) value."""
-    from course_ddpm.training import TrainConfig
+    from course_ddpm.training_config import TrainConfig
 
     hints = typing.get_type_hints(TrainConfig)
     group = parser.add_argument_group("run settings (override --config)")
@@ -204,7 +204,8 @@ def _check_counts(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from course_ddpm.training import TrainConfig, train
+    from course_ddpm.training import train
+    from course_ddpm.training_config import TrainConfig
 
     base = TrainConfig()
     if args.config is not None:
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")  # fmt: skip
-    from course_ddpm.training import TrainingDiverged
+    from course_ddpm.training_step import TrainingDiverged
 
     try:
         return args.func(args)

@@ -42,13 +42,15 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from course_ddpm import forward, load_pretrained, losses, networks, plot_curves, plot_images, results, samplers, training
+from course_ddpm import (forward, load_pretrained, losses, networks, plot_curves, plot_images, results, samplers,
+                         training, training_step)
 from course_ddpm.checkpoints import schedule_from_card
 from course_ddpm.data import load_mnist, to_pixels
 from course_ddpm.notebook import setup, show_code
 from course_ddpm.pretrained import weights_dir
 from course_ddpm.schedules import linear_schedule
 from course_ddpm.simple_unet import SimpleUNet
+from course_ddpm.training_config import TrainConfig
 from course_ddpm.unet import UNet
 
 setup(seed=0)  # torch threads and seed (course_ddpm.notebook.setup)
@@ -83,21 +85,21 @@ plt.show()
 #
 # The loss averaged over $t$, $x_0$ and $\epsilon$ is $L_\text{simple}$ (Ho et al. eq. 14): the
 # variational bound of notebook 1 with every per-step weight set to 1. The trainer computes it in
-# `training.diffusion_loss`, with the mean squared error of `losses.l_simple`:
+# `training_step.diffusion_loss`, with the mean squared error of `losses.l_simple`:
 
 # %%
-show_code(training.diffusion_loss, losses.l_simple)
+show_code(training_step.diffusion_loss, losses.l_simple)
 
 # %% [markdown]
-# A batch is drawn exactly as the trainer draws it (`training.draw_batch`: 128 digits, a $t$ and an
+# A batch is drawn exactly as the trainer draws it (`training_step.draw_batch`: 128 digits, a $t$ and an
 # $\epsilon$ for each). Two reference points for the loss: a network that always answers
 # $\epsilon_\theta = 0$ scores $\mathbb E\|\epsilon\|^2/D = 1$, and a freshly initialised `UNet` does
 # worse, because its random outputs add their own variance.
 
 # %%
-config = training.TrainConfig()  # batch_size 128, T 1000, linear schedule
-batch = training.draw_batch(x_train, None, training.EpochSampler(len(x_train), seed=0),
-                            torch.Generator().manual_seed(0), config, null_label=None)
+config = TrainConfig()  # batch_size 128, T 1000, linear schedule
+batch = training_step.draw_batch(x_train, None, training_step.EpochSampler(len(x_train), seed=0),
+                                 torch.Generator().manual_seed(0), config, null_label=None)
 untrained = UNet().eval()
 
 
@@ -107,8 +109,8 @@ def predict_zero(x_t, t, y=None):
 
 with torch.no_grad():
     print(f"batch: x0 {tuple(batch.x0.shape)}, t from {batch.t.min().item()} to {batch.t.max().item()}")
-    print(f"L_simple of eps_pred = 0:       {training.diffusion_loss(predict_zero, schedule, batch).item():.3f}")
-    print(f"L_simple of the untrained UNet: {training.diffusion_loss(untrained, schedule, batch).item():.3f}")
+    print(f"L_simple of eps_pred = 0:       {training_step.diffusion_loss(predict_zero, schedule, batch).item():.3f}")
+    print(f"L_simple of the untrained UNet: {training_step.diffusion_loss(untrained, schedule, batch).item():.3f}")
 
 # %% [markdown]
 # ## 2. Scale the data to $[-1, 1]$
@@ -269,17 +271,17 @@ print(f"{'total':9s} {'':18s} {'':>17s} {networks.count_parameters(unet):11,d}")
 #
 # ## 5. Train it yourself, briefly
 #
-# `training.train` runs Algorithm 1 with AdamW, gradient clipping and an exponential moving average
-# (EMA) of the weights, and writes checkpoints to `out_dir` (here a temporary folder). A few steps
-# take seconds; **raise `TRAIN_STEPS`** (to 500 or 2000) if you have minutes, and watch the loss
-# curve and the samples below improve.
+# `training.train` repeats `training_step.train_step`, one step of Algorithm 1 with AdamW, gradient
+# clipping and an exponential moving average (EMA) of the weights, and writes checkpoints to `out_dir`
+# (here a temporary folder). A few steps take seconds; **raise `TRAIN_STEPS`** (to 500 or 2000) if you
+# have minutes, and watch the loss curve and the samples below improve.
 
 # %%
 TRAIN_STEPS = 30  # about half a second per step on 2 CPU cores; try 500 or more
 
 # %%
 run_dir = Path(tempfile.mkdtemp(prefix="course_ddpm_")) / "short_run"
-short_config = training.TrainConfig(
+short_config = TrainConfig(
     model="unet", steps=TRAIN_STEPS, batch_size=128, lr=1e-3, warmup_steps=10,
     out_dir=str(run_dir), log_every=10, sample_every=0, checkpoint_every=0, device="cpu", num_threads=2,
 )
@@ -372,10 +374,10 @@ plt.show()
 # of section 1 (uniform $t$), with the digits scaled right and wrong:
 
 # %%
-wrong_batch = training.Batch(to_pixels(batch.x0), batch.t, batch.eps, None)
+wrong_batch = training_step.Batch(to_pixels(batch.x0), batch.t, batch.eps, None)
 with torch.no_grad():
-    print(f"x0 in [-1, 1]: L_simple {training.diffusion_loss(shipped, shipped_schedule, batch).item():.4f}")
-    print(f"x0 in [0, 1]:  L_simple {training.diffusion_loss(shipped, shipped_schedule, wrong_batch).item():.4f}")
+    print(f"x0 in [-1, 1]: L_simple {training_step.diffusion_loss(shipped, shipped_schedule, batch).item():.4f}")
+    print(f"x0 in [0, 1]:  L_simple {training_step.diffusion_loss(shipped, shipped_schedule, wrong_batch).item():.4f}")
 
 # %% [markdown]
 # **Where is noise prediction hard?** $L_\text{simple}$ at single values of $t$, on 64 test digits,
@@ -392,7 +394,8 @@ loss_by_t = {}
 with torch.no_grad():
     for name, (model, x0) in cases.items():
         loss_by_t[name] = torch.tensor([
-            training.diffusion_loss(model, shipped_schedule, training.Batch(x0, torch.full((64,), t), eps_eval, None))
+            training_step.diffusion_loss(model, shipped_schedule,
+                                         training_step.Batch(x0, torch.full((64,), t), eps_eval, None))
             for t in t_grid.tolist()
         ])
 print(f"{'t':>24s}" + "".join(f"{t:>7d}" for t in t_grid.tolist()))
@@ -434,7 +437,7 @@ plt.show()
 # ## Summary
 #
 # * Training is regression: $L_\text{simple} = \mathbb E_{t, x_0, \epsilon}\|\epsilon - \epsilon_\theta(x_t, t)\|^2$
-#   with $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon$ (Algorithm 1; `training.diffusion_loss`).
+#   with $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon$ (Algorithm 1; `training_step.diffusion_loss`).
 # * Scale images to $[-1, 1]$; $x_T$ statistics will not tell you if you forgot.
 # * A denoiser must see the whole image: the seed `SimpleUNet` sees 9×9 pixels and costs more than the U-Net.
 # * The shipped model's card records its config and step; its log records the learning curve. Next:

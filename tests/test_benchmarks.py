@@ -1,9 +1,12 @@
-"""Smoke tests for the study scripts in benchmarks/ (sampler study, training-budget study).
+"""Smoke tests for the scripts in benchmarks/ (sampler study, training-budget study, network
+benchmark, learning curve).
 
-The scripts are run end to end on tiny stand-in models (T = 20, a few images) through
-their ``main`` functions, and the structure of what they return, write and print is
-checked; properties the studies rely on are checked directly: DDIM with eta = 0 gives
-the same images whatever the batch size, and two models built alike see the same batches.
+The scripts are run end to end on tiny stand-in models (T = 20, a few images) or in their
+quick modes through their ``main`` functions, and the structure of what they return, write
+and print is checked; properties the studies rely on are checked directly: DDIM with eta = 0
+gives the same images whatever the batch size, two models built alike see the same batches,
+speed-ups are ratios of hand-made timings, and the network table's parameter counts and FLOPs
+are the package's for the same configurations.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import torch
 
 from course_ddpm.checkpoints import load_model, save_model, schedule_card
 from course_ddpm.evaluation import mnist_fid
-from course_ddpm.networks import build_model
+from course_ddpm.networks import build_model, count_parameters, flops_per_image
 from course_ddpm.samplers import sample
 from course_ddpm.schedules import linear_schedule
-from course_ddpm.training import TrainConfig
+from course_ddpm.training_config import TrainConfig
+from course_ddpm.training_step import Batch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 # T = 20 leaves signal in x_T (a warning the package gives on purpose); fine for smoke tests.
@@ -111,9 +115,8 @@ def test_sampler_study_main_on_a_tiny_checkpoint(tmp_path, mnist_root, keep_thre
     assert [r["n"] for r in rows] == [4, 4, 6, 6]
     assert [r["network_calls"] for r in rows] == [20, 20, 10, 10]
     assert [r["call_ratio"] for r in rows] == [1.0, 1.0, 2.0, 2.0]
-    assert rows[0]["speedup"] == pytest.approx(1.0)
+    assert rows[0]["speedup"] == 1.0 and all(r["speedup"] > 0 for r in rows)  # the ratios: test_speedups_...
     for r in rows:
-        assert r["speedup"] == pytest.approx(rows[0]["wall_s_per_sample"] / r["wall_s_per_sample"])
         assert r["wall_s_per_sample"] == pytest.approx(r["wall_s"] / r["n"])
         _check_histogram(r, r["n"])
         assert r["fid_floor"] == result["reference"][str(r["n"])]["floor"]
@@ -152,7 +155,6 @@ def test_sampler_study_parts_merge_into_the_single_run(tmp_path, mnist_root, kee
     for mine, single in zip(merged["results"], whole["results"]):
         for key in ("n", "fid", "fid_common_n", "digit_counts", "fid_floor", "network_calls"):
             assert mine[key] == pytest.approx(single[key], rel=1e-6), key
-        assert mine["speedup"] == pytest.approx(merged["results"][0]["wall_s_per_sample"] / mine["wall_s_per_sample"])
     assert set(merged["reference"]) == {"4", "6"} and len(merged["meta"]["parts"]) == 2
     assert "| ddpm_large | ddpm | 20 |" in capsys.readouterr().out
     # the shared x_T: a part's first N images are the other's, as long as N x 784 is a multiple of 16
@@ -171,27 +173,70 @@ def test_sampler_study_parts_merge_into_the_single_run(tmp_path, mnist_root, kee
         study.merge_studies([part_a, other_seed])
 
 
+def _timed_row(name: str, calls: int, wall_s_per_sample: float, cpu_s_per_sample: float) -> dict:
+    return {"name": name, "network_calls": calls, "wall_s_per_sample": wall_s_per_sample,
+            "cpu_s_per_sample": cpu_s_per_sample}  # fmt: skip
+
+
+def test_speedups_are_ratios_of_hand_made_timings_to_ddpm_small_across_merged_parts():
+    """Timings with known ratios: DDPM 2 s/sample, DDIM-10 0.1 s (20x) and 0.25 CPU-s (4x the CPU's 1 s)."""
+    study = _load_script("sampler_study")
+    part_a = [_timed_row("ddim10_eta0", 10, 0.1, 0.25)]
+    part_b = [_timed_row("ddpm_large", 1000, 4.0, 2.0), _timed_row("ddpm_small", 1000, 2.0, 1.0)]
+    study.add_speedups(part_a, T=1000)
+    assert part_a[0]["speedup"] is None and part_a[0]["call_ratio"] == 100.0  # no ddpm_small in this part
+    common = {"T": 1000, "seed": 0, "batch_size": 4, "threads": 1, "common_n": 4, "reference": {}, "published": {}}
+    merged = study.merge_studies([
+        {**common, "results": part_a, "meta": {"tensors_sha256": "a" * 64}},
+        {**common, "results": part_b, "meta": {"tensors_sha256": "a" * 64}},
+    ])  # fmt: skip
+    rows = {r["name"]: r for r in merged["results"]}
+    assert [r["name"] for r in merged["results"]] == ["ddpm_small", "ddpm_large", "ddim10_eta0"]
+    assert rows["ddim10_eta0"]["speedup"] == pytest.approx(20.0) and rows["ddim10_eta0"]["speedup_cpu"] == 4.0
+    assert rows["ddpm_large"]["speedup"] == 0.5 and rows["ddpm_small"]["speedup"] == 1.0
+    assert rows["ddim10_eta0"]["call_ratio"] == 100.0 and rows["ddpm_large"]["call_ratio"] == 1.0
+
+
 # ------------------------------------------------------------------ training-budget study
 def _tiny_config(**changes) -> TrainConfig:
     return TrainConfig(**{"T": 20, "batch_size": 8, "warmup_steps": 2, "lr": 1e-3, "seed": 0, **changes})
 
 
-def test_budget_study_models_see_the_same_batches():
+def test_side_by_side_models_see_the_same_batches():
     """Same seed, same data order, t and eps: two models built alike take identical steps,
     and the warm-up pass neither changes weights nor draws from the random streams."""
-    budget = _load_script("budget_study")
+    side = _load_script("side_by_side")
     config, schedule = _tiny_config(), linear_schedule(20, warn=False)
     x = torch.rand(32, 1, 28, 28) * 2 - 1
-    a = budget.start_trainee("a", "a", lambda c: tiny_unet(), config, len(x))
-    b = budget.start_trainee("b", "b", lambda c: tiny_unet(), config, len(x))
-    budget.warm_up(b, x, config)
-    losses_a = [budget.train_step(a, schedule, x, config) for _ in range(3)]
-    losses_b = [budget.train_step(b, schedule, x, config) for _ in range(3)]
-    assert losses_a == losses_b
-    for p_a, p_b in zip(a.model.parameters(), b.model.parameters()):
+    a = side.start_trainee("a", "a", lambda c: tiny_unet(), config, len(x))
+    b = side.start_trainee("b", "b", lambda c: tiny_unet(), config, len(x))
+    side.warm_up(b, x, config)
+    losses_a = [side.take_step(a, schedule, x, config) for _ in range(3)]
+    losses_b = [side.take_step(b, schedule, x, config) for _ in range(3)]
+    assert losses_a == losses_b == a.losses and a.state.step == 3 and len(a.step_wall_s) == 3
+    for p_a, p_b in zip(a.state.model.parameters(), b.state.model.parameters()):
         torch.testing.assert_close(p_a, p_b, rtol=0, atol=0)
-    moved = [not torch.equal(p, q) for p, q in zip(a.model.parameters(), a.ema_model.parameters())]
+    moved = [not torch.equal(p, q) for p, q in zip(a.state.model.parameters(), a.state.ema_model.parameters())]
     assert any(moved)  # the EMA lags behind the trained weights
+
+
+def test_side_by_side_budget_gives_each_step_to_the_network_behind():
+    side = _load_script("side_by_side")
+    config, schedule = _tiny_config(), linear_schedule(20, warn=False)
+    x = torch.rand(16, 1, 28, 28) * 2 - 1
+    trainees = [side.start_trainee(k, k, lambda c: tiny_unet(), config, len(x)) for k in ("a", "b")]
+    clocks = [{"a": 0.0, "b": 0.0}]  # CPU seconds of each network after every step
+
+    def after_step(trainee) -> None:
+        before = clocks[-1]
+        behind = min(c for c in before.values() if c < 0.2)
+        assert before[trainee.key] == behind  # the one that stepped had used the least CPU time
+        clocks.append({tr.key: tr.cpu_s for tr in trainees})
+
+    side.train_for_budget(trainees, schedule, x, config, budget_s=0.2, progress=False, after_step=after_step)
+    assert all(tr.cpu_s >= 0.2 for tr in trainees) and len(clocks) - 1 == sum(tr.state.step for tr in trainees)
+    with pytest.raises(ValueError, match="budget_s"):
+        side.train_for_budget(trainees, schedule, x, config, budget_s=0.0, progress=False)
 
 
 @needs_classifier
@@ -229,6 +274,65 @@ def test_budget_study_main_with_the_diffusers_adapter(tmp_path, mnist_root, keep
     for r in result["results"]:
         _check_histogram(r, 2)
     assert "| diffusers UNet2DModel (HF course) |" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ network benchmark
+def test_held_out_mse_is_the_per_image_eps_mse_averaged_within_each_t_range():
+    bench = _load_script("bench_networks")
+    torch.manual_seed(0)
+    model, schedule = tiny_unet().eval(), linear_schedule(1000)
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.rand(12, 1, 28, 28, generator=g) * 2 - 1, torch.randn(12, 1, 28, 28, generator=g)
+    t = torch.tensor([5, 50, 99, 100, 300, 499, 500, 700, 999, 0, 250, 800])
+    scores = bench.held_out_mse(model, schedule, Batch(x0, t, eps, None), chunk=5)
+    alpha_bar = schedule.alpha_bar[t].float().reshape(-1, 1, 1, 1)  # (B, 1, 1, 1)
+    with torch.no_grad():  # Ho et al. eq. 4 and the squared error of eq. 14, written out, per image
+        x_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
+        per_image = (model(x_t, t) - eps).square().mean(dim=(1, 2, 3))  # (B,)
+    assert scores["all"] == pytest.approx(per_image.mean().item(), rel=1e-5)
+    for lo, hi in bench.T_BUCKETS:
+        inside = (t >= lo) & (t < hi)
+        assert scores[f"t in [{lo}, {hi})"] == pytest.approx(per_image[inside].mean().item(), rel=1e-5)
+
+
+def test_bench_networks_quick_run_writes_the_json_of_the_readme_network_table(tmp_path, mnist_root, keep_threads,
+                                                                              capsys):  # fmt: skip
+    bench = _load_script("bench_networks")
+    out = tmp_path / "networks.json"
+    result = bench.main(["--mode", "both", "--quick", "--mnist-root", str(mnist_root), "--json", str(out),
+                         "--no-progress"])  # fmt: skip
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert set(result) == {"modes", "threads", "batch_size", "T", "matmul", "throughput", "study", "config",
+                           "networks", "meta"}  # fmt: skip
+    assert result["threads"] == 1 and result["batch_size"] == 4 and result["matmul"]["gflop_per_s"] > 0
+    assert {"argv", "date", "torch", "machine", "total_wall_s"} <= set(result["meta"])
+    rows = {r["key"]: r for r in result["networks"]}
+    assert list(rows) == ["simple", "16x1", "16x2", "32x1", "32x2", "diffusers"]
+    # parameters and FLOPs are the package's count for the same configurations
+    same_configs = {"simple": build_model("simple_unet", T=1000), "16x1": build_model("unet"),  # the default UNet
+                    "16x2": build_model("unet", num_res_blocks=2), "32x1": build_model("unet", base_channels=32),
+                    "32x2": build_model("unet", base_channels=32, num_res_blocks=2),
+                    "diffusers": _load_script("side_by_side").DiffusersUNet()}  # fmt: skip
+    for key, model in same_configs.items():
+        assert rows[key]["params"] == count_parameters(model), key
+        assert rows[key]["mflop_per_image"] == flops_per_image(model) / 1e6, key
+    timed = [k for k, r in rows.items() if r["throughput"] is not None]
+    assert timed == ["simple", "16x1", "32x1", "diffusers"]
+    for key in timed:
+        speed = rows[key]["throughput"]
+        assert 0 < speed["s_per_step_best"] <= speed["s_per_step_median"]
+        assert speed["images_per_s"] == pytest.approx(4 / speed["s_per_step_median"]) and speed["percent_of_matmul"] > 0
+    scored = [k for k, r in rows.items() if r["study"] is not None]
+    assert scored == ["simple", "16x1", "16x2", "32x1", "32x2"]
+    for key in scored:
+        evals = rows[key]["study"]["eps_mse"]
+        assert [e["cpu_s"] >= c for e, c in zip(evals, result["study"]["checkpoints_cpu_s"])] == [True] * 3
+        assert all(math.isfinite(e["all"]) and e["all"] > 0 for e in evals)
+        assert evals[-1]["step"] == rows[key]["study"]["steps"]  # the last score is of the final weights
+    printed = capsys.readouterr().out
+    for key in rows:
+        assert len(_table_rows(printed, rows[key]["label"])) == (rows[key]["throughput"] is not None) + (
+            rows[key]["study"] is not None)  # fmt: skip
 
 
 # ------------------------------------------------------------------ learning curve

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from course_ddpm import cli, training
+from course_ddpm import cli, training_step
 from course_ddpm.checkpoints import load_model, save_model, schedule_card
 from course_ddpm.networks import build_model
-from course_ddpm.training import TrainConfig
+from course_ddpm.training_config import TrainConfig
 
 TINY_MODEL = {"base_channels": 8, "channel_mults": [1, 2], "attention": False, "groups": 4}
 
@@ -100,7 +100,7 @@ def test_tiny_train_with_config_file_and_flag_overrides(capsys, tmp_path, data_f
 
 
 def test_ctrl_c_during_train_exits_130_and_resume_finishes(capsys, tmp_path, data_file, monkeypatch):
-    real_l_simple = training.l_simple
+    real_l_simple = training_step.l_simple
     calls = []
 
     def ctrl_c_at_step_2(eps, eps_pred):
@@ -109,11 +109,11 @@ def test_ctrl_c_during_train_exits_130_and_resume_finishes(capsys, tmp_path, dat
             os.kill(os.getpid(), signal.SIGINT)
         return real_l_simple(eps, eps_pred)
 
-    monkeypatch.setattr(training, "l_simple", ctrl_c_at_step_2)
+    monkeypatch.setattr(training_step, "l_simple", ctrl_c_at_step_2)
     args = ["train", *TRAIN_FLAGS, "--out-dir", tmp_path / "run", "--data", data_file]
     code, _, err = run_cli(capsys, *args)
     assert code == 130 and "--resume" in err and "step 2" in err
-    monkeypatch.setattr(training, "l_simple", real_l_simple)
+    monkeypatch.setattr(training_step, "l_simple", real_l_simple)
     code, out, err = run_cli(capsys, *args, "--resume")
     assert code == 0 and "trained 3 steps" in out, err
 

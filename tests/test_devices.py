@@ -31,11 +31,12 @@ import torch
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from course_ddpm import bound, elbo, evaluation, forward, reverse, samplers, training
+from course_ddpm import bound, elbo, evaluation, forward, reverse, samplers, training_step
 from course_ddpm.classifier import MNISTClassifier
 from course_ddpm.distributed import DistInfo
 from course_ddpm.networks import build_model
 from course_ddpm.schedules import broadcast, cosine_schedule
+from course_ddpm.training_config import TrainConfig
 from course_ddpm.toy import GaussianMixture
 
 META = torch.device("meta")
@@ -245,46 +246,46 @@ def test_forward_process_and_reverse_step_on_the_device():
 
 
 # ----------------------------------------------------------------------------- training
-def _meta_training_run(config: training.TrainConfig):
-    """A _Run as _Run.start builds it, on meta (train() and start() need a device torch can resolve)."""
+def _meta_training_state(config: TrainConfig) -> training_step.TrainState:
+    """A TrainState as TrainState.start builds it, on meta (start() seeds a device torch can resolve)."""
     model = build_model(config.model, **config.model_config_kwargs(in_channels=1)).to(META).train()
     ema_model = build_model(config.model, **config.model_config_kwargs(in_channels=1)).to(META).eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    return training._Run(model, ema_model, optimizer, training.EpochSampler(8, 0), torch.Generator().manual_seed(1))
+    return training_step.TrainState(model, ema_model, optimizer, training_step.EpochSampler(8, 0),
+                                    torch.Generator().manual_seed(1))  # fmt: skip
 
 
 @pytest.mark.parametrize("conditional", [False, True])
 def test_training_step_maths_never_read_the_device(conditional):
-    config = training.TrainConfig(model_kwargs=dict(TINY_UNET), T=SCHED.T, schedule="cosine", batch_size=4,
-                                  conditional=conditional, weight_decay=0.01)  # fmt: skip
-    run = _meta_training_run(config)
+    config = TrainConfig(model_kwargs=dict(TINY_UNET), T=SCHED.T, schedule="cosine", batch_size=4,
+                         conditional=conditional, weight_decay=0.01)  # fmt: skip
+    state = _meta_training_state(config)
     x = torch.rand(8, *SHAPE[1:]) * 2 - 1
     y = torch.arange(8) % 3 if conditional else None
-    null_label = run.model.config.num_classes  # None, or 10 (MNIST's classes) when conditional
-    batch = training.draw_batch(x, y, run.sampler, run.noise_generator, config, null_label)
+    null_label = state.model.config.num_classes  # None, or 10 (MNIST's classes) when conditional
+    batch = training_step.draw_batch(x, y, state.sampler, state.noise_generator, config, null_label)
     with Audit() as audit:
         batch = batch.slice(slice(0, 4), META)
-        loss = training.diffusion_loss(run.model, SCHED, batch)
-        run.optimizer.zero_grad(set_to_none=True)
+        loss = training_step.diffusion_loss(state.model, SCHED, batch)
+        state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
-        run.optimizer.step()
-        training.ema_update(run.ema_model, run.model, 0.9)
+        torch.nn.utils.clip_grad_norm_(state.model.parameters(), 1.0)
+        state.optimizer.step()
+        training_step.ema_update(state.ema_model, state.model, 0.9)
     audit.assert_no_float64()
 
 
 def test_training_step_reads_only_the_loss_and_gradient_norm_of_the_nan_guard():
-    config = training.TrainConfig(model_kwargs=dict(TINY_UNET), T=SCHED.T, schedule="cosine", batch_size=4)
-    run = _meta_training_run(config)
+    config = TrainConfig(model_kwargs=dict(TINY_UNET), T=SCHED.T, schedule="cosine", batch_size=4)
+    state = _meta_training_state(config)
     x = torch.rand(8, *SHAPE[1:]) * 2 - 1
-    batch = training.draw_batch(x, None, run.sampler, run.noise_generator, config, null_label=None)
+    batch = training_step.draw_batch(x, None, state.sampler, state.noise_generator, config, null_label=None)
     info = DistInfo(device=META)
     with Audit(reads=True) as audit:
-        loss, _, stop = training._train_step(run, run.model, SCHED, batch.slice(slice(0, 4), META), config, info,
-                                             training._StopRequest(), Path("unused/last.pt"))  # fmt: skip
+        training_step.train_step(state, batch.slice(slice(0, 4), META), SCHED, config, info=info)
     audit.assert_no_float64()
-    assert [(e.op, e.function) for e in audit.reads] == [("aten._local_scalar_dense.default", "_train_step")] * 2
-    assert run.step == 1 and stop is False
+    assert [(e.op, e.function) for e in audit.reads] == [("aten._local_scalar_dense.default", "train_step")] * 2
+    assert state.step == 1
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -13,7 +13,8 @@ import torch
 
 from course_ddpm.checkpoints import load_state
 from course_ddpm.distributed import DistInfo, rank_slice, resolve_device, setup
-from course_ddpm.training import TrainConfig, read_log, train
+from course_ddpm.training import read_log, train
+from course_ddpm.training_config import TrainConfig
 
 TINY_MODEL = {"base_channels": 8, "channel_mults": [1, 2], "attention": False, "groups": 4}
 

@@ -1,10 +1,9 @@
-"""Tests for course_ddpm.training: the loss, EMA, data order, determinism, exact resume,
-divergence and interruption. Synthetic 8x8 data and a tiny U-Net: no MNIST needed."""
+"""Tests for course_ddpm.training: runs that are deterministic, write their files, resume exactly,
+stop cleanly on divergence and interruption, and leave the caller's RNG and threads alone.
+Synthetic 8x8 data and a tiny U-Net: no MNIST needed."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 import signal
@@ -16,23 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_ddpm import training
+from course_ddpm import training_step
 from course_ddpm.checkpoints import load_model, load_state
-from course_ddpm.schedules import make_schedule
-from course_ddpm.training import (
-    Batch,
-    EpochSampler,
-    TrainConfig,
-    TrainingDiverged,
-    TrainingInterrupted,
-    diffusion_loss,
-    draw_batch,
-    ema_decay_at,
-    ema_update,
-    lr_at,
-    read_log,
-    train,
-)
+from course_ddpm.training import TrainingInterrupted, read_log, train
+from course_ddpm.training_config import TrainConfig
+from course_ddpm.training_step import TrainingDiverged, lr_at
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # many tiny ops (tests/conftest.py)
 
 TINY_MODEL = {"base_channels": 8, "channel_mults": [1, 2], "attention": False, "groups": 4}
 
@@ -41,7 +30,7 @@ def tiny_config(out_dir: Path, **overrides) -> TrainConfig:
     settings = dict(
         model_kwargs=TINY_MODEL, schedule="cosine", T=20, batch_size=8, steps=6, lr=1e-3, warmup_steps=2,
         log_every=2, sample_every=0, checkpoint_every=3, sample_n=4, sample_steps=4, out_dir=str(out_dir),
-        device="cpu", num_threads=1,
+        device="cpu",
     )  # fmt: skip
     return TrainConfig(**{**settings, **overrides})
 
@@ -59,92 +48,6 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 def final_state(out_dir: Path) -> dict:
     return load_state(Path(out_dir) / "last.pt")
-
-
-# ----------------------------------------------------------------------------- config
-def test_config_json_round_trip_and_hashable():
-    config = TrainConfig(model_kwargs={"channel_mults": [1, 2], "base_channels": 8}, grad_clip=None, conditional=True)
-    again = TrainConfig.from_json(config.to_json())
-    assert again == config and hash(again) == hash(config)
-    assert config.model_kwargs == (("base_channels", 8), ("channel_mults", (1, 2)))
-    assert json.loads(config.to_json())["model_kwargs"] == {"base_channels": 8, "channel_mults": [1, 2]}
-    assert config.model_config_kwargs()["num_classes"] == 10  # conditional on MNIST by default
-
-
-@pytest.mark.parametrize(
-    "field, value",
-    [("lr", 0.0), ("batch_size", 0), ("ema_decay", 1.0), ("label_dropout", 1.0), ("precision", "fp16"),
-     ("device", "tpu"), ("grad_clip", -1.0), ("steps", 2.5), ("model", "transformer")],
-)  # fmt: skip
-def test_config_rejects_bad_values_naming_the_field(field, value):
-    with pytest.raises(ValueError, match=field):
-        TrainConfig(**{field: value})
-
-
-def test_config_rejects_unknown_fields_and_inconsistent_labels():
-    with pytest.raises(ValueError, match="learning_rate"):
-        TrainConfig.from_json('{"learning_rate": 0.1}')
-    with pytest.raises(ValueError, match="conditional"):
-        TrainConfig(model_kwargs={"num_classes": 10})
-
-
-# ------------------------------------------------------------------------ small parts
-def test_lr_warmup_is_linear_then_constant():
-    config = TrainConfig(lr=1e-3, warmup_steps=4)
-    assert [lr_at(config, s) for s in range(6)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
-    assert lr_at(dataclasses.replace(config, warmup_steps=0), 0) == 1e-3
-
-
-def test_ema_update_is_the_exponential_moving_average():
-    model, ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
-    old = [p.detach().clone() for p in ema.parameters()]
-    ema_update(ema, model, 0.9)
-    for p_ema, p_old, p in zip(ema.parameters(), old, model.parameters()):
-        torch.testing.assert_close(p_ema, 0.9 * p_old + 0.1 * p.detach(), rtol=1e-6, atol=1e-7)
-    assert ema_decay_at(0.999, 0) == pytest.approx(0.1) and ema_decay_at(0.999, 10**6) == 0.999
-
-
-def test_epoch_sampler_visits_every_image_once_per_epoch_and_resumes():
-    sampler = EpochSampler(10, seed=1)
-    stream = torch.cat([sampler.next(7) for _ in range(10)])  # 70 indices = 7 epochs, batches straddle them
-    for epoch in range(7):
-        assert sorted(stream[10 * epoch : 10 * (epoch + 1)].tolist()) == list(range(10))
-    assert not torch.equal(stream[:10], stream[10:20])  # a fresh order each epoch
-    state = sampler.state_dict()
-    expected = torch.cat([sampler.next(3) for _ in range(5)])
-    resumed = EpochSampler(10, seed=999)
-    resumed.load_state_dict(state)
-    assert torch.equal(torch.cat([resumed.next(3) for _ in range(5)]), expected)
-
-
-def test_draw_batch_ranges_and_label_dropout_rate():
-    x, y = torch.zeros(50, 1, 4, 4), torch.arange(50) % 5
-    config = TrainConfig(T=20, batch_size=20_000, conditional=True, label_dropout=0.25)
-    batch = draw_batch(x, y, EpochSampler(50, 0), torch.Generator().manual_seed(0), config, null_label=10)
-    assert batch.t.min() >= 0 and batch.t.max() == 19 and batch.eps.shape == (20_000, 1, 4, 4)
-    dropped = (batch.y == 10).double().mean().item()
-    assert abs(dropped - 0.25) < 4 * math.sqrt(0.25 * 0.75 / 20_000)  # binomial: 4 standard errors
-    kept = batch.y != 10
-    assert set(batch.y[kept].tolist()) <= set(range(5))
-    assert abs(batch.eps.mean().item()) < 0.01 and abs(batch.eps.std().item() - 1) < 0.01
-
-
-def test_diffusion_loss_is_eps_mse_at_q_sample():
-    schedule = make_schedule("cosine", 20)
-    g = torch.Generator().manual_seed(0)
-    x0, eps = torch.randn(6, 1, 4, 4, generator=g), torch.randn(6, 1, 4, 4, generator=g)
-    t = torch.tensor([0, 3, 7, 11, 15, 19])
-    seen = {}
-
-    def model(x_t, t_in, y):
-        seen["x_t"] = x_t
-        return 0.5 * x_t
-
-    loss = diffusion_loss(model, schedule, Batch(x0, t, eps, None))
-    alpha_bar = schedule.alpha_bar[t].float().reshape(-1, 1, 1, 1)
-    x_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps  # Ho et al. eq. 4, written out
-    torch.testing.assert_close(seen["x_t"], x_t)
-    torch.testing.assert_close(loss, ((eps - 0.5 * x_t) ** 2).mean())
 
 
 # -------------------------------------------------------------------------- full runs
@@ -180,6 +83,22 @@ def test_train_leaves_the_global_rng_as_it_found_it(tmp_path):
     assert torch.equal(draw_after(lambda: train(config(3), progress=False, data=data)), expected)
     assert torch.equal(draw_after(lambda: train(config(5), resume=True, progress=False, data=data)), expected)
     assert torch.equal(draw_after(refused), expected)
+
+
+def test_num_threads_holds_during_the_steps_and_the_callers_count_comes_back(tmp_path, monkeypatch):
+    real_l_simple, seen = training_step.l_simple, []
+
+    def l_simple_noting_threads(eps, eps_pred):
+        seen.append(torch.get_num_threads())
+        return real_l_simple(eps, eps_pred)
+
+    monkeypatch.setattr(training_step, "l_simple", l_simple_noting_threads)
+    torch.set_num_threads(2)  # the caller's count; the module's one_thread fixture has set 1
+    try:
+        train(tiny_config(tmp_path / "run", steps=2, num_threads=1), progress=False, data=synthetic_data())
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
 
 
 def test_run_writes_log_checkpoints_and_loadable_ema(tmp_path):
@@ -240,21 +159,21 @@ def test_refuses_to_overwrite_a_run_or_resume_with_another_config(tmp_path):
 
 
 def test_nan_loss_stops_before_the_update_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    real_l_simple, calls = training.l_simple, []
+    real_l_simple, calls = training_step.l_simple, []
 
     def l_simple_nan_at_step_5(eps, eps_pred):
         calls.append(1)
         loss = real_l_simple(eps, eps_pred)
         return loss * float("nan") if len(calls) == 5 else loss
 
-    monkeypatch.setattr(training, "l_simple", l_simple_nan_at_step_5)
+    monkeypatch.setattr(training_step, "l_simple", l_simple_nan_at_step_5)
     config = tiny_config(tmp_path / "run", steps=10, checkpoint_every=3)
     with pytest.raises(TrainingDiverged, match="step 5.*last.pt"):
         train(config, progress=False, data=synthetic_data())
     state = final_state(config.out_dir)
     assert state["step"] == 3
     assert all(torch.isfinite(v).all() for v in state["model"].values())
-    monkeypatch.setattr(training, "l_simple", real_l_simple)
+    monkeypatch.setattr(training_step, "l_simple", real_l_simple)
     # The kept checkpoint is the unbroken run's state at step 3.
     reference = train(tiny_config(tmp_path / "ref", steps=3), progress=False, data=synthetic_data())
     assert_same_weights(state["model"], reference.model.state_dict())
@@ -264,7 +183,7 @@ def test_nan_loss_stops_before_the_update_and_keeps_the_last_good_checkpoint(tmp
 def test_ctrl_c_or_sigterm_writes_a_checkpoint_and_the_run_resumes_exactly(tmp_path, monkeypatch, signum):
     data = synthetic_data()
     unbroken = train(tiny_config(tmp_path / "a", steps=8), progress=False, data=data)
-    real_l_simple, calls = training.l_simple, []
+    real_l_simple, calls = training_step.l_simple, []
 
     def l_simple_with_ctrl_c_at_step_5(eps, eps_pred):
         calls.append(1)
@@ -272,7 +191,7 @@ def test_ctrl_c_or_sigterm_writes_a_checkpoint_and_the_run_resumes_exactly(tmp_p
             os.kill(os.getpid(), signum)  # as if the user pressed Ctrl-C (or a cluster preempted) in step 5
         return real_l_simple(eps, eps_pred)
 
-    monkeypatch.setattr(training, "l_simple", l_simple_with_ctrl_c_at_step_5)
+    monkeypatch.setattr(training_step, "l_simple", l_simple_with_ctrl_c_at_step_5)
     # what was installed before: Python's default, or SIG_IGN when pytest runs in a background job
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with pytest.raises(TrainingInterrupted) as info:
@@ -280,7 +199,7 @@ def test_ctrl_c_or_sigterm_writes_a_checkpoint_and_the_run_resumes_exactly(tmp_p
     assert isinstance(info.value, KeyboardInterrupt) and info.value.step == 5
     assert final_state(tmp_path / "b")["step"] == 5  # not a multiple of checkpoint_every: written on Ctrl-C
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # handlers restored
-    monkeypatch.setattr(training, "l_simple", real_l_simple)
+    monkeypatch.setattr(training_step, "l_simple", real_l_simple)
     resumed = train(tiny_config(tmp_path / "b", steps=8), resume=True, progress=False, data=data)
     assert_same_weights(unbroken.model.state_dict(), resumed.model.state_dict())
 
@@ -304,7 +223,8 @@ def _write_run_files(tmp_path: Path, out_dir: Path, steps: int) -> tuple[Path, P
     x, y = synthetic_data()
     torch.save({"x": x, "y": y}, data_file)
     config_file = tmp_path / f"{out_dir.name}.json"
-    config_file.write_text(tiny_config(out_dir, steps=steps, checkpoint_every=4).to_json())
+    # the CLI's own process: one thread as this one (the fixture), so that the weights compare bit for bit
+    config_file.write_text(tiny_config(out_dir, steps=steps, checkpoint_every=4, num_threads=1).to_json())
     return config_file, data_file
 
 
