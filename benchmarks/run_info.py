@@ -12,15 +12,19 @@ from pathlib import Path
 
 import torch
 
+from course_ddpm import environment
+
 
 def run_meta(argv: list[str] | None, start: float) -> dict:
-    """argv (``sys.argv[1:]`` when None), date, torch version, machine, load average, and the
+    """argv (``sys.argv[1:]`` when None), date, torch version, machine (and
+    :func:`course_ddpm.environment.describe`: CPU, vector unit, threads), load average, and the
     wall seconds since ``start`` (a ``time.perf_counter()`` value)."""
     return {
         "argv": sys.argv[1:] if argv is None else list(argv),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "torch": torch.__version__,
         "machine": f"{platform.machine()} {platform.processor()}".strip(),
+        "environment": environment.describe(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "total_wall_s": time.perf_counter() - start,
     }

@@ -28,11 +28,14 @@ Files in ``out_dir``: ``config.json``; ``log.jsonl`` (one JSON object per ``log_
 steps: step, loss, lr, images_per_s, wall_time); ``samples/step_NNNNNN.png`` (EMA
 model, DDIM, the same noise every time); ``last.pt`` (full state, resume);
 ``ema.safetensors`` + ``ema.json`` (EMA weights and card, for sampling);
-``final.safetensors`` + ``final.json`` at the end.
+``final.safetensors`` + ``final.json`` at the end; ``sessions.jsonl`` (one line per start or
+resume: the step it started from, torch version, CPU and its vector unit, threads, device),
+which the cards copy as ``trained_with``.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import logging
@@ -47,7 +50,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from course_ddpm import distributed
+from course_ddpm import distributed, environment
 from course_ddpm.checkpoints import atomic_write_text, load_state, save_model, save_state, schedule_card
 from course_ddpm.networks import model_to_config_dict
 from course_ddpm.rng import derive_seed, get_rng_state, global_rng_kept, set_rng_state
@@ -131,16 +134,18 @@ def _train(config: TrainConfig, resume: bool, progress: bool, data, info: distri
         raise ValueError(f"labels go up to {int(y.max())} but the model has num_classes={null_label}")
     fingerprint = _fingerprint(x, y)
     wall_before = _resume(state, config, resume, last, fingerprint, info)  # training seconds of earlier sessions
+    sessions: list[dict] = []
     if info.is_main:
         atomic_write_text(out_dir / "config.json", config.to_json() + "\n")
         _truncate_log(out_dir, state.step)  # drop entries written after the checkpoint we start from
+        sessions = _record_session(out_dir, state.step, device, info.world_size)
 
     net = state.model
     if info.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(state.model, device_ids=device_ids)
     card = {"schedule": schedule_card(config.schedule, config.T, config.rescale), "image_shape": list(x.shape[1:]),
-            "weights": "ema", "training": config.to_dict()}  # fmt: skip
+            "weights": "ema", "training": config.to_dict(), "trained_with": sessions}  # fmt: skip
 
     def checkpoint(recent_loss: float | None, final: bool) -> None:
         rng = distributed.all_gather_objects(get_rng_state(device), info)  # every rank's dropout RNG
@@ -263,6 +268,18 @@ class _StopRequest:
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def _record_session(out_dir: Path, step: int, device: torch.device, world_size: int) -> list[dict]:
+    """Append this session's machine (torch, CPU, vector unit, threads, device) to
+    ``sessions.jsonl``, keeping only sessions that started before ``step``; returns them all."""
+    path = out_dir / "sessions.jsonl"
+    kept = [row for row in read_log(path) if row["from_step"] < step]
+    now = {"from_step": step, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+           "processes": world_size, **environment.describe(device)}  # fmt: skip
+    rows = kept + [now]
+    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+    return rows
 
 
 def _truncate_log(out_dir: Path, step: int) -> None:

@@ -24,12 +24,13 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from course_ddpm import environment
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -64,19 +65,6 @@ def notebook_pairs(numbers: list[str] | None = None) -> list[tuple[Path, Path]]:
 
 def jupytext(*args: str) -> None:
     subprocess.run([str(BIN / "jupytext"), "--quiet", *args], check=True, cwd=ROOT)
-
-
-def machine() -> str:
-    """The CPU the runtimes were measured on, e.g. "x86_64, 2 CPUs, Intel(R) Xeon(R) ..., torch 2.14.1 (AVX512)"."""
-    import torch
-
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        model = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                      if line.startswith("model name")), model)  # fmt: skip
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, {model}, torch {torch.__version__} "
-            f"({torch.backends.cpu.get_cpu_capability()})")
 
 
 def execute(notebook: Path) -> float:
@@ -117,7 +105,7 @@ def main(numbers: list[str]) -> int:
         seconds = execute(notebook)
         runtimes[notebook.stem] = {
             "seconds": round(seconds, 1), "threads": THREADS, "date": datetime.date.today().isoformat(),
-            "machine": machine(),
+            "environment": environment.describe(),  # the torch threads of this process; the notebook ran with THREADS
             "command": f"python scripts/execute_notebooks.py {notebook.name[:2]}",
         }  # fmt: skip
         RUNTIMES.write_text(json.dumps(dict(sorted(runtimes.items())), indent=1) + "\n")

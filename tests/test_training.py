@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from course_ddpm import training_step
-from course_ddpm.checkpoints import load_model, load_state
+from course_ddpm.checkpoints import load_model, load_state, read_card
 from course_ddpm.training import TrainingInterrupted, read_log, train
 from course_ddpm.training_config import TrainConfig
 from course_ddpm.training_step import TrainingDiverged, lr_at
@@ -147,6 +147,11 @@ def test_resume_after_a_finished_part_equals_an_unbroken_run(tmp_path):
     assert_same_weights(unbroken.model.state_dict(), resumed.model.state_dict())
     assert_same_weights(final_state(tmp_path / "a")["ema"], final_state(tmp_path / "b")["ema"])
     assert [e["step"] for e in read_log(tmp_path / "b")] == [2, 4, 6, 7]
+    # each session records the machine it ran on; the card carries them as trained_with
+    sessions = read_log(tmp_path / "b" / "sessions.jsonl")
+    assert [row["from_step"] for row in sessions] == [0, 4]
+    assert all(row["torch"] == torch.__version__ and row["threads"] == 1 for row in sessions)
+    assert read_card(tmp_path / "b" / "ema.json")["trained_with"] == sessions
 
 
 def test_refuses_to_overwrite_a_run_or_resume_with_another_config(tmp_path):
