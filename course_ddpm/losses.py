@@ -37,7 +37,8 @@ from tqdm.auto import tqdm
 
 from course_ddpm.forward import q_mean_variance, q_posterior, q_sample, q_step_mean_variance
 from course_ddpm.reverse import VarianceType, log_sigma2, p_mean_variance
-from course_ddpm.schedules import Schedule, broadcast, check_float, check_same_shape
+from course_ddpm.schedules import Schedule, broadcast
+from course_ddpm.validation import check_float, check_same_shape
 
 #: ``model(x_t, t) -> eps_pred`` (or ``model(x_t, t, y)``), like a trained network.
 EpsModel = Callable[..., torch.Tensor]

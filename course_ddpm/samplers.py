@@ -49,7 +49,6 @@ coefficients, and :func:`ddpm_step` without ``noise`` asks whether any t > 0.
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Literal, Sequence
 
@@ -59,7 +58,22 @@ from tqdm.auto import tqdm
 
 from course_ddpm.forward import eps_from_x0, x0_from_eps
 from course_ddpm.reverse import VarianceType, p_mean_variance
-from course_ddpm.schedules import Schedule, broadcast, check_float, check_same_shape
+from course_ddpm.schedules import Schedule, broadcast
+from course_ddpm.validation import (
+    check_choice,
+    check_eps_pred,
+    check_eta,
+    check_float,
+    check_guidance_scale,
+    check_labels,
+    check_null_label,
+    check_num_inference_steps,
+    check_same_shape,
+    check_shape,
+    check_t,
+    check_t_pair,
+    check_T,
+)
 
 SamplerName = Literal["ddpm", "ddim"]
 Spacing = Literal["leading", "trailing", "linspace"]
@@ -137,9 +151,8 @@ def ddpm_step(
     check_float("x_t", x_t)
     check_float("eps_pred", eps_pred)
     check_same_shape(x_t=x_t, eps_pred=eps_pred)
-    if variance not in _VARIANCES:
-        raise ValueError(f"variance must be one of {_VARIANCES}, got {variance!r}")
-    t = _as_t(t, schedule.T, x_t, "t")
+    check_choice("variance", variance, _VARIANCES)
+    t = check_t(t, schedule.T, x_t.shape[0])
     # 1. x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)   (Ho et al. eq. 15)
     # 2. mu_theta = mu_tilde(x0_pred, x_t), the posterior mean of eq. 7; equal to eq. 11
     # 3. sigma_t^2 = beta_tilde_t or beta_t                                       (section 3.2)
@@ -175,10 +188,10 @@ def ddim_sigma(
     Returns:
         float64 tensor, shape ``()`` for int t, else ``(B,)``, on the CPU.
     """
-    _check_eta(eta)
-    t_, t_prev_ = _index_pair(schedule, _on_cpu(t), _on_cpu(t_prev))
+    check_eta(eta)
+    t_, t_prev_ = check_t_pair(_on_cpu(t), _on_cpu(t_prev), schedule.T)
     ab_t = schedule.alpha_bar[t_]
-    ab_prev = _alpha_bar_or_one(schedule)[t_prev_ + 1]
+    ab_prev = schedule.alpha_bar_or_one[t_prev_ + 1]
     sigma = eta * ((1.0 - ab_prev) / (1.0 - ab_t)).sqrt() * (1.0 - ab_t / ab_prev).sqrt()
     return sigma if isinstance(t, torch.Tensor) or isinstance(t_prev, torch.Tensor) else sigma.reshape(())
 
@@ -228,15 +241,15 @@ def ddim_step(
     check_float("x_t", x_t)
     check_float("eps_pred", eps_pred)
     check_same_shape(x_t=x_t, eps_pred=eps_pred)
-    _check_eta(eta)
-    t_, t_prev_ = _index_pair(schedule, _on_cpu(t), _on_cpu(t_prev), like=x_t)  # (B,) each, on the CPU
+    check_eta(eta)
+    t_, t_prev_ = check_t_pair(_on_cpu(t), _on_cpu(t_prev), schedule.T, x_t.shape[0])  # (B,) each, on the CPU
     # 1. x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)   ("predicted x_0", eq. 12)
     x0_pred = x0_from_eps(schedule, x_t, t_, eps_pred)
     if clip_x0:
         x0_pred = x0_pred.clamp(-1.0, 1.0)
         eps_pred = eps_from_x0(schedule, x_t, t_, x0_pred)
     # 2. alpha_bar_prev (1 at t_prev = -1) and sigma_t(eta), in float64 on the CPU  (eq. 16)
-    ab_prev = _alpha_bar_or_one(schedule)[t_prev_ + 1]  # (B,)
+    ab_prev = schedule.alpha_bar_or_one[t_prev_ + 1]  # (B,)
     sigma = ddim_sigma(schedule, t_, t_prev_, eta)  # (B,)
     # 3. "direction pointing to x_t": sqrt(1 - alpha_bar_prev - sigma^2)          (eq. 12)
     dir_coef = (1.0 - ab_prev - sigma**2).clamp(min=0.0).sqrt()  # (B,) clamp: rounding only, eta <= 1
@@ -281,8 +294,8 @@ def ddim_invert_step(
     check_float("eps_pred", eps_pred)
     check_same_shape(x_t=x_t, eps_pred=eps_pred)
     # the pair (t_next, t) is a valid downward pair: -1 <= t < t_next < T
-    t_next_, t_ = _index_pair(schedule, t_next, t, like=x_t, names=("t_next", "t"))
-    ab_or_one = _alpha_bar_or_one(schedule)
+    t_next_, t_ = check_t_pair(t_next, t, schedule.T, x_t.shape[0], names=("t_next", "t"))
+    ab_or_one = schedule.alpha_bar_or_one
     # 1. x0_pred from x_t at level t (alpha_bar = 1 at t = -1)                (eq. 12, first term)
     ab_t = broadcast(ab_or_one, t_ + 1, x_t)
     x0_pred = (x_t - (1.0 - ab_t).sqrt() * eps_pred) / ab_t.sqrt()
@@ -314,11 +327,8 @@ def timesteps(T: int, steps: int, spacing: Spacing = "leading") -> list[int]:
         steps: number of sampling steps K, 1 <= K <= T.
         spacing: "leading", "trailing" or "linspace".
     """
-    if isinstance(T, bool) or not isinstance(T, int):
-        raise TypeError(f"T must be an int, got {type(T).__name__}")
-    if T < 1:
-        raise ValueError(f"T must be >= 1, got {T}")
-    _check_steps(steps, T)
+    check_T(T)
+    check_num_inference_steps(steps, T)
     if spacing == "leading":
         ratio = T // steps
         ts = [k * ratio for k in reversed(range(steps))]
@@ -407,17 +417,14 @@ def sample(
     Returns:
         :class:`SampleResult`.
     """
-    shape = _check_shape(shape)
-    if sampler not in ("ddpm", "ddim"):
-        raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
-    if variance not in _VARIANCES:
-        raise ValueError(f"variance must be one of {_VARIANCES}, got {variance!r}")
-    if spacing not in _SPACINGS:
-        raise ValueError(f"spacing must be one of {_SPACINGS}, got {spacing!r}")
-    _check_eta(eta)
+    shape = check_shape(shape)
+    check_choice("sampler", sampler, ("ddpm", "ddim"))
+    check_choice("variance", variance, _VARIANCES)
+    check_choice("spacing", spacing, _SPACINGS)
+    check_eta(eta)
     T = schedule.T
     if steps is not None:
-        _check_steps(steps, T)
+        check_num_inference_steps(steps, T)
     if sampler == "ddpm":
         if steps is not None and steps != T:
             raise ValueError(
@@ -493,10 +500,9 @@ def ddim_invert(
         ``(B, ...)`` x_T, same dtype and device as x0.
     """
     check_float("x0", x0)
-    if spacing not in _SPACINGS:
-        raise ValueError(f"spacing must be one of {_SPACINGS}, got {spacing!r}")
+    check_choice("spacing", spacing, _SPACINGS)
     if steps is not None:
-        _check_steps(steps, schedule.T)
+        check_num_inference_steps(steps, schedule.T)
     y, null_label = _check_conditioning(model, y, guidance_scale, null_label, x0.shape[0], x0.device)
     ts = timesteps(schedule.T, schedule.T if steps is None else steps, spacing)[::-1]  # ascending
     x, t = x0, -1
@@ -567,18 +573,10 @@ def _predict_eps(
     else:
         y_null = torch.full_like(y, null_label)
         eps_both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, y_null]))  # (2B, ...)
-        _check_eps(eps_both, (2 * x_t.shape[0], *x_t.shape[1:]))
+        check_eps_pred(eps_both, (2 * x_t.shape[0], *x_t.shape[1:]))
         eps_cond, eps_uncond = eps_both.chunk(2)  # 2 x (B, ...)
         eps_pred = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
-    _check_eps(eps_pred, tuple(x_t.shape))
-    return eps_pred
-
-
-def _check_eps(eps_pred: object, shape: tuple[int, ...]) -> None:
-    if not isinstance(eps_pred, torch.Tensor):
-        raise TypeError(f"model must return a tensor eps_pred, got {type(eps_pred).__name__}")
-    if tuple(eps_pred.shape) != shape:
-        raise ValueError(f"model returned eps_pred of shape {tuple(eps_pred.shape)}, expected {shape}")
+    return check_eps_pred(eps_pred, x_t.shape)
 
 
 @contextlib.contextmanager
@@ -600,26 +598,17 @@ def _check_conditioning(
 ) -> tuple[torch.Tensor | None, int | None]:
     """Validate labels and guidance; returns y on ``device`` and the null label (None without guidance)."""
     if y is not None:
-        if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-            raise TypeError(f"y must be an integer tensor of class labels, got {getattr(y, 'dtype', type(y).__name__)}")
-        if y.shape != (batch,):
-            raise ValueError(f"y must have shape (B,) = ({batch},), got {tuple(y.shape)}")
-        y = y.to(device=device, dtype=torch.long)
+        y = check_labels(y, batch).to(device=device, dtype=torch.long)
     if guidance_scale is None:
         return y, None
     if y is None:
         raise ValueError("guidance_scale needs class labels y")
-    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
-        raise TypeError(f"guidance_scale must be a float, got {type(guidance_scale).__name__}")
-    if not math.isfinite(guidance_scale):
-        raise ValueError(f"guidance_scale must be finite, got {guidance_scale}")
+    check_guidance_scale(guidance_scale)
     if null_label is None:
         null_label = getattr(getattr(model, "config", None), "num_classes", None)
         if null_label is None:
             raise ValueError("classifier-free guidance needs null_label (model.config.num_classes was not found)")
-    if isinstance(null_label, bool) or not isinstance(null_label, int) or null_label < 0:
-        raise ValueError(f"null_label must be an int >= 0, got {null_label!r}")
-    return y, null_label
+    return y, check_null_label(null_label)
 
 
 def _default_device(model: object, x_T: torch.Tensor | None) -> torch.device:
@@ -649,72 +638,3 @@ def _per_sample(coef: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     Cast on the CPU, then moved: float64 never reaches the device (MPS has none).
     """
     return coef.to(like.dtype).to(like.device).reshape(-1, *([1] * (like.ndim - 1)))  # (B, 1, ..., 1)
-
-
-def _alpha_bar_or_one(schedule: Schedule) -> torch.Tensor:
-    """``(T + 1,)`` float64: entry 0 is 1 (code t = -1, clean data), entry t + 1 is alpha_bar[t]."""
-    return torch.cat([torch.ones(1, dtype=torch.float64), schedule.alpha_bar])
-
-
-def _as_t(t: int | torch.Tensor, T: int, like: torch.Tensor, name: str, low: int = 0) -> torch.Tensor:
-    """An int or ``(B,)`` tensor of code indices -> validated ``(B,)`` long tensor in [low, T)."""
-    B = like.shape[0]
-    if isinstance(t, bool):
-        raise TypeError(f"{name} must be an int or an integer tensor, got bool")
-    if isinstance(t, int):
-        t = torch.full((B,), t, dtype=torch.long)
-    elif isinstance(t, torch.Tensor) and t.ndim == 0:
-        t = t.reshape(1).expand(B)
-    elif not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be an int or an integer tensor, got {type(t).__name__}")
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer code indices, got dtype {t.dtype}")
-    if t.ndim != 1 or t.shape[0] != B:
-        raise ValueError(f"{name} must be an int or have shape (B,) = ({B},), got {tuple(t.shape)}")
-    if t.device.type == "cpu" and (int(t.min()) < low or int(t.max()) >= T):  # free on the CPU only
-        raise ValueError(f"{name} must lie in [{low}, {T}), got values in [{int(t.min())}, {int(t.max())}]")
-    return t.long()
-
-
-def _index_pair(
-    schedule: Schedule,
-    t: int | torch.Tensor,
-    t_prev: int | torch.Tensor,
-    like: torch.Tensor | None = None,
-    names: tuple[str, str] = ("t", "t_prev"),
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate -1 <= t_prev < t < T (values: on the CPU only); return both as long tensors of one shape."""
-    if like is None:  # no batch: ints give shape (1,), tensors keep theirs
-        n = next((x.shape[0] for x in (t, t_prev) if isinstance(x, torch.Tensor) and x.ndim == 1), 1)
-        like = torch.empty(n)
-    t_ = _as_t(t, schedule.T, like, names[0])
-    t_prev_ = _as_t(t_prev, schedule.T, like, names[1], low=-1)
-    if t_.device.type == t_prev_.device.type == "cpu" and bool((t_prev_ >= t_).any()):
-        raise ValueError(f"{names[1]} must be smaller than {names[0]} (got {t_prev} and {t})")
-    return t_, t_prev_
-
-
-def _check_eta(eta: float) -> None:
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)):
-        raise TypeError(f"eta must be a float, got {type(eta).__name__}")
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(
-            f"eta must lie in [0, 1], got {eta} (0: deterministic DDIM, 1: DDPM-like; Song et al. eq. 16)"
-        )
-
-
-def _check_steps(steps: int, T: int) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int):
-        raise TypeError(f"steps must be an int, got {type(steps).__name__}")
-    if not 1 <= steps <= T:
-        raise ValueError(f"steps must lie in [1, T] = [1, {T}], got {steps}")
-
-
-def _check_shape(shape: Sequence[int]) -> tuple[int, ...]:
-    if isinstance(shape, torch.Size):
-        shape = tuple(shape)
-    if not isinstance(shape, (tuple, list)) or not shape:
-        raise TypeError(f"shape must be a non-empty tuple of ints such as (B, C, H, W), got {shape!r}")
-    if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in shape):
-        raise ValueError(f"shape must hold positive ints, got {tuple(shape)}")
-    return tuple(shape)

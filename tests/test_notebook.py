@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from course_ddpm import forward, notebook, samplers
-from course_ddpm.schedules import check_float
+from course_ddpm.validation import check_float
 
 
 def _example(schedule: object, x_t: torch.Tensor, t: int = 3, *, scale: float = 2.0) -> torch.Tensor:
