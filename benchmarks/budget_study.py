@@ -40,15 +40,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from course_ddpm.evaluation import (
-    NUM_DIGITS,
-    digit_histogram,
-    fid_reference_points,
-    generate,
-    kl_from_uniform,
-    mean_confidence,
-    mnist_fid,
-)
+from course_ddpm.evaluation import NUM_DIGITS, digit_histogram, generate, kl_from_uniform, mean_confidence
+from course_ddpm.fid import fid_reference_points, mnist_fid
 from course_ddpm.networks import build_model, count_parameters
 from course_ddpm.schedules import Schedule, make_schedule
 from course_ddpm.training import (

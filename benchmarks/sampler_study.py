@@ -7,9 +7,9 @@ comes from a fresh generator per configuration), and is measured the same way:
 * seconds per sample (wall clock and CPU), and the speed-up over DDPM with
   sigma_t^2 = beta_tilde_t ("fixed_small"); the number of network calls per sample is
   the number of steps, T for DDPM and K for DDIM;
-* MNIST-FID against the 10,000 MNIST test images (:func:`course_ddpm.evaluation.mnist_fid`),
+* MNIST-FID against the 10,000 MNIST test images (:func:`course_ddpm.fid.mnist_fid`),
   with the floor (N real training images) and the ceiling (N images of uniform noise)
-  at the same N (:func:`course_ddpm.evaluation.fid_reference_points`). FID falls with N
+  at the same N (:func:`course_ddpm.fid.fid_reference_points`). FID falls with N
   even for perfect samples, so FIDs at different N are not comparable;
 * the digit histogram of the classifier's predictions, its KL divergence from uniform
   (nats) and the mean classifier confidence.
@@ -50,14 +50,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from course_ddpm.checkpoints import load_model, schedule_from_card, state_dict_sha256
-from course_ddpm.evaluation import (
-    NUM_DIGITS,
-    digit_histogram,
-    fid_reference_points,
-    kl_from_uniform,
-    mean_confidence,
-    mnist_fid,
-)
+from course_ddpm.evaluation import NUM_DIGITS, digit_histogram, kl_from_uniform, mean_confidence
+from course_ddpm.fid import fid_reference_points, mnist_fid
 from course_ddpm.samplers import sample
 from course_ddpm.schedules import Schedule
 from course_ddpm.training import derive_seed

@@ -41,6 +41,7 @@ from IPython.display import HTML
 from course_ddpm import evaluation, load_pretrained, plotting, results, reverse, samplers
 from course_ddpm.checkpoints import schedule_from_card
 from course_ddpm.data import load_mnist
+from course_ddpm.fid import fid_reference_points, mnist_fid
 from course_ddpm.notebook import setup, show_code
 
 setup(seed=0)  # torch threads and seed (course_ddpm.notebook.setup)
@@ -170,18 +171,18 @@ plotting.image_grid(rows, ncols=10, titles=titles)
 plt.show()
 
 # %% [markdown]
-# **Measuring samples.** `evaluation.mnist_fid` is the Fréchet distance between Gaussians fitted to
-# the features that the course's MNIST classifier extracts from the samples and from the 10 000
+# **Measuring samples.** `mnist_fid` (`course_ddpm.fid`) is the Fréchet distance between Gaussians
+# fitted to the features that the course's MNIST classifier extracts from the samples and from the 10 000
 # MNIST test images (lower is better). It depends strongly on the number of samples $N$, so it is
-# only read against two yardsticks at the same $N$ (`evaluation.fid_reference_points`): the
+# only read against two yardsticks at the same $N$ (`fid_reference_points`): the
 # **floor**, $N$ real training digits (a perfect model), and the **ceiling**, $N$ images of uniform
 # noise. The classifier also gives the **digit histogram**: a good model draws every digit about
 # equally often (KL from uniform near 0). With $N = 100$ these numbers are rough.
 
 # %% tags=["nbval-ignore-output"]
-reference = evaluation.fid_reference_points(N_EVAL)
-other_floor = evaluation.fid_reference_points(N_EVAL, seed=1)["floor"]  # another N real digits
-fid = {steps: evaluation.mnist_fid(x) for steps, x in ddim.items()}
+reference = fid_reference_points(N_EVAL)
+other_floor = fid_reference_points(N_EVAL, seed=1)["floor"]  # another N real digits
+fid = {steps: mnist_fid(x) for steps, x in ddim.items()}
 counts = {steps: evaluation.digit_histogram(x)[0] for steps, x in ddim.items()}
 print(f"N = {N_EVAL}: FID floor (real digits) {reference['floor']:.1f} (another draw: {other_floor:.1f}), "
       f"ceiling (noise) {reference['ceiling']:.0f}")

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from course_ddpm.checkpoints import load_model, save_model, schedule_card
-from course_ddpm.evaluation import mnist_fid
+from course_ddpm.fid import mnist_fid
 from course_ddpm.networks import build_model
 from course_ddpm.pretrained import list_pretrained
 from course_ddpm.samplers import sample

@@ -31,7 +31,7 @@ import torch
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from course_ddpm import evaluation, forward, losses, reverse, samplers, training
+from course_ddpm import evaluation, fid, forward, losses, reverse, samplers, training
 from course_ddpm.classifier import MNISTClassifier
 from course_ddpm.distributed import DistInfo
 from course_ddpm.networks import build_model
@@ -330,7 +330,7 @@ def test_generation_and_classifier_features_on_the_device(monkeypatch):
 
     classifier = MNISTClassifier().to(META)
     with Audit(reads=True) as audit:
-        features, probs = evaluation.classifier_outputs(torch.zeros(3, 1, 28, 28), classifier, batch_size=2)
+        features, probs = fid.classifier_outputs(torch.zeros(3, 1, 28, 28), classifier, batch_size=2)
     audit.assert_no_float64()
     assert features.dtype == probs.dtype == torch.float64 and features.device.type == "cpu"
     assert {e.function for e in audit.reads} == {"classifier_outputs"}
