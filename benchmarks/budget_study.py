@@ -40,9 +40,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from course_ddpm.evaluation import NUM_DIGITS, digit_histogram, generate, kl_from_uniform, mean_confidence
+from course_ddpm.evaluation import NUM_DIGITS, digit_histogram, kl_from_uniform, mean_confidence
 from course_ddpm.fid import fid_reference_points, mnist_fid
 from course_ddpm.networks import build_model, count_parameters
+from course_ddpm.sampling import generate
 from course_ddpm.schedules import Schedule, make_schedule
 from course_ddpm.training import (
     EpochSampler,
@@ -210,8 +211,8 @@ def run_budget_study(
     for tr in trainees:
         model = tr.ema_model if weights == "ema" else tr.model.eval()
         wall = time.perf_counter()
-        samples, _ = generate(model, schedule, n=n, sampler="ddim", steps=min(SAMPLE_STEPS, config.T), eta=0.0,
-                              seed=config.seed, batch_size=sample_batch_size, progress=progress)  # fmt: skip
+        samples = generate(model, schedule, n, sampler="ddim", num_inference_steps=min(SAMPLE_STEPS, config.T),
+                           eta=0.0, seed=config.seed, batch_size=sample_batch_size, progress=progress)  # fmt: skip
         sample_wall = time.perf_counter() - wall
         counts, fractions = digit_histogram(samples)
         images = tr.step * config.batch_size

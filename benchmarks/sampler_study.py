@@ -47,12 +47,11 @@ from typing import Literal
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from course_ddpm.checkpoints import load_model, schedule_from_card, state_dict_sha256
 from course_ddpm.evaluation import NUM_DIGITS, digit_histogram, kl_from_uniform, mean_confidence
 from course_ddpm.fid import fid_reference_points, mnist_fid
-from course_ddpm.samplers import sample
+from course_ddpm.sampling import generate
 from course_ddpm.schedules import Schedule
 from course_ddpm.training import derive_seed
 
@@ -75,7 +74,11 @@ PUBLISHED = (
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """One sampler setting. steps=None means all T steps (DDPM); variance is DDPM's only."""
+    """One sampler setting. steps=None means all T steps (DDPM); variance is DDPM's only.
+
+    The field names are the study's JSON keys: ``steps`` is :func:`~course_ddpm.sampling.generate`'s
+    ``num_inference_steps``, ``variance`` its ``variance_type``.
+    """
 
     name: str
     sampler: Literal["ddpm", "ddim"]
@@ -128,19 +131,18 @@ def run_config(
 ) -> tuple[torch.Tensor, float, float]:
     """Sample ``len(x_T)`` images with one configuration, in batches, from the given x_T.
 
+    The noise z added during sampling comes from a generator seeded afresh per configuration.
+
     Returns:
-        samples ``(N, 1, 28, 28)`` on the CPU, wall seconds, CPU seconds (all threads).
+        samples ``(N, *x_T.shape[1:])`` on the CPU, wall seconds, CPU seconds (all threads).
     """
-    noise = torch.Generator().manual_seed(derive_seed(seed, f"sampler noise {config.name}"))  # fresh per config
-    batches = []
     wall, cpu = time.perf_counter(), time.process_time()
-    for x_T_batch in tqdm(x_T.split(batch_size), desc=config.name, unit="batch", disable=not progress):
-        result = sample(
-            model, schedule, tuple(x_T_batch.shape), sampler=config.sampler, steps=config.steps, eta=config.eta,
-            variance=config.variance, generator=noise, x_T=x_T_batch, progress=False,
-        )  # fmt: skip
-        batches.append(result.x0.float().cpu())
-    return torch.cat(batches), time.perf_counter() - wall, time.process_time() - cpu
+    samples = generate(
+        model, schedule, len(x_T), x_T=x_T, sampler=config.sampler, num_inference_steps=config.steps,
+        eta=config.eta, variance_type=config.variance, seed=derive_seed(seed, f"sampler noise {config.name}"),
+        batch_size=batch_size, progress=progress,
+    )  # fmt: skip
+    return samples, time.perf_counter() - wall, time.process_time() - cpu
 
 
 def measure(samples: torch.Tensor) -> dict:

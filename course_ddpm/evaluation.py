@@ -13,14 +13,15 @@ Three questions about a diffusion model, each answered without network access:
    the variational bound (Ho et al. 2020, arXiv:2006.11239, eq. 5), summed over all T
    steps (no sampling of t) and split into prior, decoder and diffusion terms.
 
-:func:`evaluate` runs all three; :func:`format_report` turns its dict into a table.
+:func:`evaluate` draws the samples with :func:`course_ddpm.sampling.generate` and runs
+all three; :func:`format_report` turns its dict into a table.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -32,8 +33,10 @@ from course_ddpm.fid import (
     frechet_distance,
     mnist_test_outputs,
 )
+from course_ddpm.reverse import VarianceType
 
 if TYPE_CHECKING:
+    from course_ddpm.sampling import SamplerName
     from course_ddpm.schedules import Schedule
 
 NUM_DIGITS = 10
@@ -85,7 +88,7 @@ def bits_per_dim(
     *,
     n: int,
     batch_size: int = 250,
-    variance: Literal["fixed_small", "fixed_large"] = "fixed_small",
+    variance_type: VarianceType = "fixed_small",
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -115,14 +118,14 @@ def bits_per_dim(
     for x0, y in zip(x_test[:n].split(batch_size), y_test[:n].split(batch_size)):
         y = y.to(device) if conditional else None
         vb = variational_bound(
-            model, schedule, x0.to(device), variance=variance, generator=generator, progress=progress, y=y
+            model, schedule, x0.to(device), variance=variance_type, generator=generator, progress=progress, y=y
         )
         # summed in float64 on the CPU (MPS has no float64)
         sums["total"] += float(vb.total_bpd.cpu().double().sum())
         sums["prior"] += float(vb.prior_bpd.cpu().double().sum())
         sums["decoder"] += float(vb.decoder_bpd.cpu().double().sum())
         sums["diffusion"] += float(vb.terms_bpd[:, 1:].cpu().double().sum())  # L_1 .. L_{T-1}
-    floor = decoder_floor_bpd(schedule, x_test[:n], variance=variance, seed=seed)  # what a perfect model pays in L_0
+    floor = decoder_floor_bpd(schedule, x_test[:n], variance_type=variance_type, seed=seed)  # what a perfect model pays in L_0
     return {**{k: v / n for k, v in sums.items()}, "decoder_floor": floor, "n": n, "conditional": conditional}
 
 
@@ -130,7 +133,7 @@ def decoder_floor_bpd(
     schedule: Schedule,
     x0: torch.Tensor,
     *,
-    variance: Literal["fixed_small", "fixed_large"] = "fixed_small",
+    variance_type: VarianceType = "fixed_small",
     seed: int = 0,
 ) -> float:
     """The decoder term L_0 (bits/dim) that even a perfect noise predictor pays, averaged over ``x0``.
@@ -151,7 +154,7 @@ def decoder_floor_bpd(
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     t = torch.zeros(len(x0), dtype=torch.long)
     x_1 = q_sample(schedule, x0, t, eps)  # paper x_1, code t = 0
-    return float(vb_term_bpd(schedule, x0, x_1, t, eps, variance=variance).mean())
+    return float(vb_term_bpd(schedule, x0, x_1, t, eps, variance=variance_type).mean())
 
 
 # ------------------------------------------------------------------------- evaluate
@@ -164,102 +167,79 @@ def _generator(device: str | torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def generate(
-    model: nn.Module,
-    schedule: Schedule,
-    *,
-    n: int,
-    sampler: Literal["ddpm", "ddim"] = "ddim",
-    steps: int | None = None,
-    eta: float = 0.0,
-    seed: int = 0,
-    batch_size: int = 250,
-    device: str | torch.device = "cpu",
-    guidance_scale: float | None = None,
-    progress: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``n`` samples ``(n, 1, 28, 28)`` on the CPU, and their labels ``(n,)`` (or None).
-
-    A class-conditional model (``model.config.num_classes`` set) is asked for the
-    labels 0, 1, ..., 9, 0, 1, ... in turn, so every digit is requested equally often,
-    with classifier-free guidance ``guidance_scale`` (see :func:`course_ddpm.samplers.sample`).
-    """
-    from course_ddpm.samplers import sample
-
-    if steps is None and sampler == "ddim":
-        steps = 50  # DDPM runs all T steps; DDIM's default is 50 (Song et al. 2021, Table 1)
-    if not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an int >= 2, got {n!r}")
-    num_classes = _num_classes(model)
-    labels = None if num_classes is None else torch.arange(n) % num_classes
-    generator = _generator(device, seed)
-    batches = []
-    for start in range(0, n, batch_size):
-        b = min(batch_size, n - start)
-        y = None if labels is None else labels[start : start + b].to(device)
-        result = sample(
-            model, schedule, (b, 1, 28, 28), sampler=sampler, steps=steps, eta=eta,
-            generator=generator, device=device, y=y, guidance_scale=guidance_scale, progress=progress,
-        )  # fmt: skip
-        batches.append(result.x0.detach().float().cpu())
-    return torch.cat(batches), labels
-
-
 def evaluate(
     model: nn.Module,
     schedule: Schedule,
     *,
     n: int = 1000,
-    sampler: Literal["ddpm", "ddim"] = "ddim",
-    steps: int | None = None,
+    sampler: SamplerName = "ddim",
+    num_inference_steps: int | None = None,
     eta: float = 0.0,
     seed: int = 0,
     batch_size: int = 250,
     device: str | torch.device = "cpu",
     bpd_subset: int = 0,
     guidance_scale: float | None = None,
+    classifier: nn.Module | None = None,
     progress: bool = True,
 ) -> dict:
     """Sample ``n`` digits and measure them; optionally bits/dim on ``bpd_subset`` test images.
 
-    Returns a JSON-safe dict with keys ``n, sampler, steps, eta, seed, guidance_scale``;
-    ``fid`` and ``fid_floor``/``fid_ceiling`` (:func:`~course_ddpm.fid.fid_reference_points` at the same n);
+    The samples come from :func:`course_ddpm.sampling.generate` with the same sampler
+    defaults (DDIM, 50 steps, eta = 0). A class-conditional model (``model.config.num_classes``
+    set) is asked for the labels 0, 1, ..., 9, 0, 1, ... in turn, so every digit is
+    requested equally often, with classifier-free guidance ``guidance_scale``.
+
+    Args:
+        classifier: the classifier behind FID and histogram; default the shipped one.
+
+    Returns a JSON-safe dict with keys ``n, sampler, steps`` (the number of steps run),
+    ``eta, seed, guidance_scale``; ``fid`` and ``fid_floor``/``fid_ceiling``
+    (:func:`~course_ddpm.fid.fid_reference_points` at the same n);
     ``digit_counts``/``digit_fractions`` (lists of 10), ``kl_from_uniform`` (nats),
     ``mean_confidence`` and, for comparison, ``mean_confidence_test`` of the MNIST test
     images; ``class_accuracy`` (fraction of samples classified as the label they were
     generated for; conditional models only, else None); ``bpd``
-    (:func:`bits_per_dim`, or None when ``bpd_subset`` is 0); ``classifier_sha256``;
-    ``seconds``.
+    (:func:`bits_per_dim`, or None when ``bpd_subset`` is 0); ``classifier_sha256`` (of the
+    shipped classifier's file; None for another classifier); ``seconds``.
     """
+    from course_ddpm.pretrained import REGISTRY
+    from course_ddpm.sampling import generate, num_steps
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an int >= 2, got {n!r}")
     start = time.perf_counter()
-    classifier = default_classifier()
-    samples, labels = generate(
-        model, schedule, n=n, sampler=sampler, steps=steps, eta=eta, seed=seed,
-        batch_size=batch_size, device=device, guidance_scale=guidance_scale, progress=progress,
+    shipped = classifier is None
+    classifier = default_classifier() if shipped else classifier
+    num_classes = _num_classes(model)
+    labels = None if num_classes is None else torch.arange(n) % num_classes
+    samples = generate(
+        model, schedule, n, labels=labels, guidance_scale=guidance_scale, sampler=sampler,
+        num_inference_steps=num_inference_steps, eta=eta, seed=seed, batch_size=batch_size, device=device,
+        progress=progress,
     )  # fmt: skip
     features, probs = classifier_outputs(samples, classifier)
     counts, fractions = _histogram(probs)
     reference = fid_reference_points(n, classifier=classifier, seed=seed)
-    from course_ddpm.pretrained import REGISTRY
-
+    test_features, test_probs = mnist_test_outputs(classifier)
     result = {
         "n": n,
         "sampler": sampler,
-        "steps": steps,
+        "steps": num_steps(sampler, num_inference_steps, schedule.T),
         "eta": eta,
         "seed": seed,
         "guidance_scale": guidance_scale,
-        "fid": frechet_distance(features, mnist_test_outputs(classifier)[0]),
+        "fid": frechet_distance(features, test_features),
         "fid_floor": reference["floor"],
         "fid_ceiling": reference["ceiling"],
         "digit_counts": [int(c) for c in counts],
         "digit_fractions": [float(f) for f in fractions],
         "kl_from_uniform": kl_from_uniform(fractions),
         "mean_confidence": float(probs.max(dim=1).values.mean()),
-        "mean_confidence_test": float(mnist_test_outputs(classifier)[1].max(dim=1).values.mean()),
+        "mean_confidence_test": float(test_probs.max(dim=1).values.mean()),
         "class_accuracy": None if labels is None else float((probs.argmax(dim=1) == labels).double().mean()),
         "bpd": None,
-        "classifier_sha256": REGISTRY["classifier"].weights_sha256,
+        "classifier_sha256": REGISTRY["classifier"].weights_sha256 if shipped else None,
     }
     if bpd_subset:
         result["bpd"] = bits_per_dim(

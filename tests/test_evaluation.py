@@ -121,7 +121,7 @@ def test_evaluate_reports_everything_json_safe():
 
     model = ZeroEps(num_classes=10)
     schedule = make_schedule("linear", 10, warn=False)
-    d = evaluation.evaluate(model, schedule, n=30, steps=5, batch_size=16, bpd_subset=4, progress=False)
+    d = evaluation.evaluate(model, schedule, n=30, num_inference_steps=5, batch_size=16, bpd_subset=4, progress=False)
     json.dumps(d)  # JSON-safe
     assert d["n"] == 30 and sum(d["digit_counts"]) == 30
     assert sum(d["digit_fractions"]) == pytest.approx(1.0)
