@@ -6,7 +6,12 @@ is not on disk. Tests never download: run ``python -m course_ddpm.data`` (``make
 does) or set ``COURSE_DDPM_DATA``. With ``COURSE_DDPM_REQUIRE_MNIST=1`` (CI) a missing
 MNIST fails these tests instead of skipping them.
 
-``COURSE_DDPM_TEST_THREADS`` (default 2) sets torch's CPU threads.
+Other test-only dependencies (diffusers, ...) follow the same rule: a test module calls
+:func:`require_or_skip` when one is missing, which skips it, or with
+``COURSE_DDPM_REQUIRE_TEST_DEPS=1`` (CI) fails it.
+
+``COURSE_DDPM_TEST_THREADS`` (default 2) sets torch's CPU threads; modules of many tiny
+ops take the ``one_thread`` fixture instead of setting threads at import.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import torch
@@ -40,6 +46,17 @@ def _require_mnist() -> Path:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     return root
+
+
+def require_or_skip(reason: str) -> NoReturn:
+    """Skip the calling test (or module, at import) for ``reason``; fail it instead in CI.
+
+    With ``COURSE_DDPM_REQUIRE_TEST_DEPS=1`` a missing test dependency is a failure, so a
+    comparison that CI is meant to run cannot silently stop running.
+    """
+    if os.environ.get("COURSE_DDPM_REQUIRE_TEST_DEPS") == "1":
+        pytest.fail(f"{reason} (COURSE_DDPM_REQUIRE_TEST_DEPS=1)", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,6 +1,7 @@
 """Parity with Hugging Face diffusers' DDPMScheduler / DDIMScheduler (an independent implementation).
 
-diffusers is a test-only dependency; without it this file is skipped.
+diffusers is a test-only dependency; without it this file is skipped, or fails with
+``COURSE_DDPM_REQUIRE_TEST_DEPS=1`` (CI; see ``conftest.require_or_skip``).
 
 Names (ours -> diffusers)
 -------------------------
@@ -37,16 +38,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-diffusers = pytest.importorskip("diffusers")
+from conftest import require_or_skip
+from course_ddpm.ddim import ddim_invert_step, ddim_step, timesteps
+from course_ddpm.ddpm import ddpm_step
+from course_ddpm.forward import q_sample
+from course_ddpm.sampling import sample
+from course_ddpm.schedules import cosine_schedule, linear_schedule
+from course_ddpm.toy import GaussianMixture
 
-from course_ddpm.ddim import ddim_invert_step, ddim_step, timesteps  # noqa: E402
-from course_ddpm.ddpm import ddpm_step  # noqa: E402
-from course_ddpm.forward import q_sample  # noqa: E402
-from course_ddpm.sampling import sample  # noqa: E402
-from course_ddpm.schedules import cosine_schedule, linear_schedule  # noqa: E402
-from course_ddpm.toy import GaussianMixture  # noqa: E402
+try:
+    import diffusers
+except ImportError as err:  # a test dependency: pip install -e ".[test]"
+    require_or_skip(f"diffusers does not import ({err}); it is the independent implementation compared here")
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 T = 1000
 SHAPE = (3, 1, 4, 4)
