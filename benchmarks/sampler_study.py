@@ -54,6 +54,7 @@ from course_ddpm.fid import fid_reference_points, mnist_fid
 from course_ddpm.sampling import generate
 from course_ddpm.schedules import Schedule
 from course_ddpm.training import derive_seed
+from course_ddpm.validation import check_count
 
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
@@ -178,9 +179,8 @@ def run_study(
     comparison when ``ddpm_n`` differs from ``n``.
     """
     ddpm_n = n if ddpm_n is None else ddpm_n
-    for name, value in (("n", n), ("ddpm_n", ddpm_n)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 60_000:
-            raise ValueError(f"{name} must be an int in [2, 60000], got {value!r}")
+    check_count("n", n, 2, 60_000)
+    check_count("ddpm_n", ddpm_n, 2, 60_000)
     if not configs:
         raise ValueError("configs is empty")
     T = schedule.T

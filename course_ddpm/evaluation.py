@@ -34,6 +34,7 @@ from course_ddpm.fid import (
     mnist_test_outputs,
 )
 from course_ddpm.reverse import VarianceType
+from course_ddpm.validation import check_count
 
 if TYPE_CHECKING:
     from course_ddpm.sampling import SamplerName
@@ -110,8 +111,7 @@ def bits_per_dim(
     from course_ddpm.losses import variational_bound
 
     x_test, y_test = load_mnist(train=False)
-    if not isinstance(n, int) or not 1 <= n <= len(x_test):
-        raise ValueError(f"n must be an int in [1, {len(x_test)}], got {n!r}")
+    check_count("n", n, 1, len(x_test))
     conditional = _num_classes(model) is not None
     generator = _generator(device, seed)
     sums = {"total": 0.0, "prior": 0.0, "decoder": 0.0, "diffusion": 0.0}
@@ -206,8 +206,7 @@ def evaluate(
     from course_ddpm.pretrained import REGISTRY
     from course_ddpm.sampling import generate, num_steps
 
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an int >= 2, got {n!r}")
+    check_count("n", n, 2)
     start = time.perf_counter()
     shipped = classifier is None
     classifier = default_classifier() if shipped else classifier

@@ -27,6 +27,8 @@ from functools import lru_cache
 import torch
 from torch import nn
 
+from course_ddpm.validation import check_count
+
 
 # --------------------------------------------------------------------------- classifier
 @lru_cache(maxsize=1)
@@ -169,8 +171,7 @@ def fid_reference_points(
     """
     from course_ddpm.data import load_mnist
 
-    if not isinstance(n, int) or not 2 <= n <= 60_000:
-        raise ValueError(f"n must be an int in [2, 60000], got {n!r}")
+    check_count("n", n, 2, 60_000)
     classifier = default_classifier() if classifier is None else classifier
     generator = torch.Generator().manual_seed(seed)
     x_train, _ = load_mnist(train=True)

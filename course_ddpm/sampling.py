@@ -38,6 +38,7 @@ from course_ddpm.reverse import VARIANCE_TYPES, VarianceType, randn_tensor
 from course_ddpm.schedules import Schedule
 from course_ddpm.validation import (
     check_choice,
+    check_count,
     check_eta,
     check_float,
     check_num_inference_steps,
@@ -229,10 +230,8 @@ def generate(
     Returns:
         ``(n, *image_shape)`` float32 images on the CPU.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_count("n", n)
+    check_count("batch_size", batch_size)
     if x_T is not None:
         check_float("x_T", x_T)
         image_shape = tuple(x_T.shape[1:]) if image_shape is None else image_shape

@@ -55,6 +55,16 @@ def check_eps_pred(eps_pred: object, shape: Sequence[int]) -> torch.Tensor:
     return eps_pred
 
 
+def check_count(name: str, value: int, low: int = 1, high: int | None = None) -> int:
+    """A number of things (images, a batch size): an int in [low, high] (no upper bound for None)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be an int {bounds}, got {value!r}")
+    return value
+
+
 # -------------------------------------------------------------------- time indices
 def check_T(T: int) -> int:  # noqa: N802 - the paper's symbol
     """The number of diffusion steps: an int >= 1."""

@@ -11,6 +11,7 @@ import torch
 
 from course_ddpm.validation import (
     check_choice,
+    check_count,
     check_eps_pred,
     check_eta,
     check_float,
@@ -117,3 +118,12 @@ def test_labels_and_guidance():
     with pytest.raises(ValueError, match="null_label"):
         check_null_label(-1)
 
+
+def test_check_count():
+    assert check_count("n", 5) == 5 and check_count("n", 2, 2, 60_000) == 2
+    with pytest.raises(ValueError, match=r"n must be an int >= 1, got 0"):
+        check_count("n", 0)
+    with pytest.raises(ValueError, match=r"n must be an int in \[2, 10\], got 11"):
+        check_count("n", 11, 2, 10)
+    with pytest.raises(TypeError, match="batch_size must be an int, got float"):
+        check_count("batch_size", 2.0)
