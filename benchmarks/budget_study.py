@@ -35,8 +35,10 @@ from typing import Callable, Literal
 import torch
 from torch import nn
 
-from course_ddpm.evaluation import NUM_DIGITS, fid_reference_points, generate
+from course_ddpm.evaluation import NUM_DIGITS
+from course_ddpm.fid import fid_reference_points
 from course_ddpm.networks import build_model, count_parameters
+from course_ddpm.sampling import generate
 from course_ddpm.schedules import make_schedule
 from course_ddpm.training_config import TrainConfig
 
@@ -113,8 +115,8 @@ def run_budget_study(
     for tr in trainees:
         model = tr.state.ema_model if weights == "ema" else tr.state.model.eval()
         wall = time.perf_counter()
-        samples, _ = generate(model, schedule, n=n, sampler="ddim", steps=min(SAMPLE_STEPS, config.T), eta=0.0,
-                              seed=config.seed, batch_size=sample_batch_size, progress=progress)  # fmt: skip
+        samples = generate(model, schedule, n, sampler="ddim", num_inference_steps=min(SAMPLE_STEPS, config.T),
+                           eta=0.0, seed=config.seed, batch_size=sample_batch_size, progress=progress)  # fmt: skip
         sample_wall = time.perf_counter() - wall
         measures = measure(samples)  # MNIST-FID, the digit histogram, its KL from uniform, mean confidence
         images = tr.state.step * config.batch_size

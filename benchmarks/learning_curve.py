@@ -56,7 +56,8 @@ def learning_curve(paths: list[Path], log: list[dict], *, n: int, steps: int = 5
     rows = []
     for step, path, model, card in sorted(loaded, key=lambda item: item[0]):
         start = time.perf_counter()
-        result = evaluate(model, schedule_from_card(card), n=n, sampler="ddim", steps=steps, seed=seed, progress=progress)
+        result = evaluate(model, schedule_from_card(card), n=n, sampler="ddim", num_inference_steps=steps, seed=seed,
+                          progress=progress)
         rows.append({
             "step": step, "file": path.name, "loss": mean_loss_before(log, step, loss_window),
             **{k: result[k] for k in ("n", "fid", "fid_floor", "fid_ceiling", "digit_fractions", "kl_from_uniform",

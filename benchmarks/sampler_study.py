@@ -7,9 +7,9 @@ comes from a fresh generator per configuration), and is measured the same way:
 * seconds per sample (wall clock and CPU), and the speed-up over DDPM with
   sigma_t^2 = beta_tilde_t ("fixed_small"); the number of network calls per sample is
   the number of steps, T for DDPM and K for DDIM;
-* MNIST-FID against the 10,000 MNIST test images (:func:`course_ddpm.evaluation.mnist_fid`),
+* MNIST-FID against the 10,000 MNIST test images (:func:`course_ddpm.fid.mnist_fid`),
   with the floor (N real training images) and the ceiling (N images of uniform noise)
-  at the same N (:func:`course_ddpm.evaluation.fid_reference_points`). FID falls with N
+  at the same N (:func:`course_ddpm.fid.fid_reference_points`). FID falls with N
   even for perfect samples, so FIDs at different N are not comparable;
 * the digit histogram of the classifier's predictions, its KL divergence from uniform
   (nats) and the mean classifier confidence.
@@ -47,20 +47,14 @@ from typing import Literal
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from course_ddpm.checkpoints import load_model, schedule_from_card, state_dict_sha256
-from course_ddpm.evaluation import (
-    NUM_DIGITS,
-    digit_histogram,
-    fid_reference_points,
-    kl_from_uniform,
-    mean_confidence,
-    mnist_fid,
-)
+from course_ddpm.evaluation import NUM_DIGITS, digit_histogram, kl_from_uniform, mean_confidence
+from course_ddpm.fid import fid_reference_points, mnist_fid
 from course_ddpm.rng import derive_seed
-from course_ddpm.samplers import sample
+from course_ddpm.sampling import generate
 from course_ddpm.schedules import Schedule
+from course_ddpm.validation import check_count
 
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
@@ -81,7 +75,11 @@ PUBLISHED = (
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """One sampler setting. steps=None means all T steps (DDPM); variance is DDPM's only."""
+    """One sampler setting. steps=None means all T steps (DDPM); variance is DDPM's only.
+
+    The field names are the study's JSON keys: ``steps`` is :func:`~course_ddpm.sampling.generate`'s
+    ``num_inference_steps``, ``variance`` its ``variance_type``.
+    """
 
     name: str
     sampler: Literal["ddpm", "ddim"]
@@ -134,19 +132,18 @@ def run_config(
 ) -> tuple[torch.Tensor, float, float]:
     """Sample ``len(x_T)`` images with one configuration, in batches, from the given x_T.
 
+    The noise z added during sampling comes from a generator seeded afresh per configuration.
+
     Returns:
-        samples ``(N, 1, 28, 28)`` on the CPU, wall seconds, CPU seconds (all threads).
+        samples ``(N, *x_T.shape[1:])`` on the CPU, wall seconds, CPU seconds (all threads).
     """
-    noise = torch.Generator().manual_seed(derive_seed(seed, f"sampler noise {config.name}"))  # fresh per config
-    batches = []
     wall, cpu = time.perf_counter(), time.process_time()
-    for x_T_batch in tqdm(x_T.split(batch_size), desc=config.name, unit="batch", disable=not progress):
-        result = sample(
-            model, schedule, tuple(x_T_batch.shape), sampler=config.sampler, steps=config.steps, eta=config.eta,
-            variance=config.variance, generator=noise, x_T=x_T_batch, progress=False,
-        )  # fmt: skip
-        batches.append(result.x0.float().cpu())
-    return torch.cat(batches), time.perf_counter() - wall, time.process_time() - cpu
+    samples = generate(
+        model, schedule, len(x_T), x_T=x_T, sampler=config.sampler, num_inference_steps=config.steps,
+        eta=config.eta, variance_type=config.variance, seed=derive_seed(seed, f"sampler noise {config.name}"),
+        batch_size=batch_size, progress=progress,
+    )  # fmt: skip
+    return samples, time.perf_counter() - wall, time.process_time() - cpu
 
 
 def measure(samples: torch.Tensor) -> dict:
@@ -182,9 +179,8 @@ def run_study(
     comparison when ``ddpm_n`` differs from ``n``.
     """
     ddpm_n = n if ddpm_n is None else ddpm_n
-    for name, value in (("n", n), ("ddpm_n", ddpm_n)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 60_000:
-            raise ValueError(f"{name} must be an int in [2, 60000], got {value!r}")
+    check_count("n", n, 2, 60_000)
+    check_count("ddpm_n", ddpm_n, 2, 60_000)
     if not configs:
         raise ValueError("configs is empty")
     T = schedule.T

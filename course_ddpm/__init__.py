@@ -3,11 +3,15 @@
 One concept per module: ``schedules`` (beta, alpha_bar, ...), ``forward`` (q(x_t | x_0)
 and its posterior), ``losses`` (L_simple and its weights), ``gaussian`` (KLs and
 log-likelihoods), ``bound`` (the variational bound in bits/dim), ``elbo`` (Luo's two ELBO
-forms), ``samplers`` (DDPM, DDIM), ``toy`` (distributions with a known density and
-optimal denoiser), ``data`` (MNIST in [-1, 1]), ``unet`` and ``simple_unet`` (the
-networks), ``networks`` (their registry and inspection), ``classifier``,
-``training_config``, ``training_step`` (Algorithm 1), ``training`` (the run), ``rng``,
-``checkpoints``, ``evaluation``, ``plot_images`` and ``plot_curves``, ``widgets`` and ``cli``.
+forms), ``reverse`` (p_theta(x_{t-1} | x_t)), ``ddpm`` and ``ddim`` (one sampler step
+each), ``guidance`` (classifier-free guidance), ``sampling`` (the sampling loop and the
+batched generator), ``toy`` (distributions with a known density and optimal denoiser),
+``data`` (MNIST in [-1, 1]), ``unet`` and ``simple_unet`` (the networks), ``networks``
+(their registry and inspection), ``classifier``, ``training_config``, ``training_step``
+(Algorithm 1), ``training`` (the run), ``rng``, ``checkpoints``, ``fid`` (MNIST-FID),
+``evaluation`` (digit histogram, bits/dim, the report), ``plot_images`` and ``plot_curves``,
+``widgets``, ``notebook`` (what every notebook's first cell calls), ``environment``,
+``validation`` (the input checks all of them share) and ``cli``.
 """
 
 from course_ddpm.schedules import Schedule, cosine_schedule, linear_schedule, make_schedule

@@ -28,8 +28,8 @@ from course_ddpm.forward import q_mean_variance, q_posterior, q_sample
 from course_ddpm.gaussian import discretized_gaussian_log_likelihood, normal_kl
 from course_ddpm.losses import EpsModel
 from course_ddpm.reverse import VarianceType, log_sigma2, p_mean_variance
-from course_ddpm.schedules import Schedule, broadcast, check_float, check_same_shape
-from course_ddpm.validation import check_model_output
+from course_ddpm.schedules import Schedule, broadcast
+from course_ddpm.validation import check_eps_pred, check_float, check_same_shape
 
 
 def _mean_over_dims(x: torch.Tensor) -> torch.Tensor:
@@ -61,7 +61,7 @@ def vb_term_bpd(
     x_t: torch.Tensor,
     t: torch.Tensor,
     eps_pred: torch.Tensor,
-    variance: VarianceType = "fixed_small",
+    variance_type: VarianceType = "fixed_small",
 ) -> torch.Tensor:
     """One term of the bound for each example, in bits/dim (Ho et al. eq. 5).
 
@@ -80,7 +80,7 @@ def vb_term_bpd(
         t: ``(B,)`` code time indices; on the CPU, or on x0's device (then read once, to
             find the rows with t = 0).
         eps_pred: ``(B, ...)`` the model's noise prediction at (x_t, t).
-        variance: sigma_t^2 of the reverse step, "fixed_small" or "fixed_large".
+        variance_type: sigma_t^2 of the reverse step, "fixed_small" or "fixed_large".
 
     Returns:
         ``(B,)`` bits per dimension.
@@ -92,7 +92,7 @@ def vb_term_bpd(
     mu_tilde, _ = q_posterior(schedule, x0, x_t, t)
     # log beta_tilde, made finite at t = 0 (that row is replaced by the decoder term below).
     true_log_variance = broadcast(log_sigma2(schedule, "fixed_small"), t, x0)  # (B, 1, ..., 1)
-    p = p_mean_variance(schedule, x_t, t, eps_pred, variance)
+    p = p_mean_variance(schedule, x_t, t, eps_pred, variance_type)
     kl = normal_kl(mu_tilde, true_log_variance, p.mean, p.log_variance)  # (B, ...)
     out = _mean_over_dims(kl) / math.log(2.0)  # (B,)
 
@@ -128,7 +128,7 @@ def variational_bound(
     schedule: Schedule,
     x0: torch.Tensor,
     *,
-    variance: VarianceType = "fixed_small",
+    variance_type: VarianceType = "fixed_small",
     generator: torch.Generator | None = None,
     progress: bool = False,
     y: torch.Tensor | None = None,
@@ -143,7 +143,7 @@ def variational_bound(
         model: ``model(x_t, t) -> eps_pred`` (``model(x_t, t, y)`` when ``y`` is given);
             put a network in eval mode first.
         x0: ``(B, ...)`` data on the 256-level grid of [-1, 1].
-        variance: sigma_t^2 of the reverse steps.
+        variance_type: sigma_t^2 of the reverse steps.
         generator: for the noise draws.
         progress: show a tqdm bar over the T steps.
         y: ``(B,)`` class labels for a conditional model.
@@ -161,8 +161,8 @@ def variational_bound(
             t_model = torch.full((batch,), step, dtype=torch.long, device=x0.device)  # (B,) the same, for the model
             eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
             x_t = q_sample(schedule, x0, t, eps)
-            eps_pred = check_model_output(model(x_t, t_model) if y is None else model(x_t, t_model, y), x_t)
-            terms[:, step] = vb_term_bpd(schedule, x0, x_t, t, eps_pred, variance)
+            eps_pred = check_eps_pred(model(x_t, t_model) if y is None else model(x_t, t_model, y), x_t.shape)
+            terms[:, step] = vb_term_bpd(schedule, x0, x_t, t, eps_pred, variance_type)
         prior = prior_bpd(schedule, x0)
     return VariationalBound(
         total_bpd=prior + terms.sum(dim=1), prior_bpd=prior, decoder_bpd=terms[:, 0], terms_bpd=terms

@@ -184,17 +184,6 @@ def _load(spec: str, device: torch.device | str = "cpu") -> tuple[torch.nn.Modul
     return model, card, path if path.suffix != ".json" else path.with_suffix(".safetensors")
 
 
-def _image_shape(model: torch.nn.Module, card: dict) -> tuple[int, int, int]:
-    """(C, H, W) the model was trained on: the card's, else (in_channels, 28, 28) for MNIST."""
-    if card.get("image_shape"):
-        return tuple(card["image_shape"])
-    return (getattr(getattr(model, "config", None), "in_channels", 1), 28, 28)
-
-
-def _default_steps(args: argparse.Namespace) -> int | None:
-    return args.steps if args.steps is not None or args.sampler == "ddpm" else 50
-
-
 def _check_counts(args: argparse.Namespace) -> None:
     if args.n < 1 or args.batch_size < 1:
         raise _UsageError(f"--n and --batch-size must be >= 1, got {args.n} and {args.batch_size}")
@@ -238,7 +227,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from course_ddpm.checkpoints import schedule_from_card
     from course_ddpm.data import to_pixels
     from course_ddpm.distributed import resolve_device
-    from course_ddpm.samplers import sample
+    from course_ddpm.sampling import default_image_shape, generate
 
     _check_counts(args)
     suffix = args.out.suffix.lower()
@@ -246,7 +235,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise _UsageError(f"--out must end in .png or .npy, got {str(args.out)!r}")
     device = resolve_device(args.device)
     model, card, _ = _load(args.checkpoint, device)
-    schedule = schedule_from_card(card)
     num_classes = getattr(getattr(model, "config", None), "num_classes", None)
     if args.label is not None and num_classes is None:
         raise _UsageError("--label needs a class-conditional model; this one is unconditional")
@@ -254,17 +242,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise _UsageError(f"--label must lie in [0, {num_classes}), got {args.label}")
     if args.guidance is not None and args.label is None:
         raise _UsageError("--guidance needs --label")
-    image_shape = _image_shape(model, card)
-    generator = torch.Generator(device=device).manual_seed(args.seed)
-    batches = []
-    for start in range(0, args.n, args.batch_size):
-        b = min(args.batch_size, args.n - start)
-        y = None if args.label is None else torch.full((b,), args.label, dtype=torch.long, device=device)
-        result = sample(model, schedule, (b, *image_shape), sampler=args.sampler, steps=_default_steps(args),
-                        eta=args.eta, generator=generator, device=device, y=y, guidance_scale=args.guidance,
-                        progress=True)  # fmt: skip
-        batches.append(to_pixels(result.x0.float().cpu()))
-    pixels = torch.cat(batches)  # (N, C, 28, 28) in [0, 1]
+    images = generate(model, schedule_from_card(card), args.n, image_shape=default_image_shape(model, card),
+                      labels=args.label, guidance_scale=args.guidance, sampler=args.sampler,
+                      num_inference_steps=args.steps, eta=args.eta, seed=args.seed, batch_size=args.batch_size,
+                      device=device)  # fmt: skip
+    pixels = to_pixels(images)  # (N, C, H, W) in [0, 1]
     if suffix == ".npy":
         import numpy as np
 
@@ -283,7 +265,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _check_counts(args)
     device = resolve_device(args.device)
     model, card, _ = _load(args.checkpoint, device)
-    results = evaluate(model, schedule_from_card(card), n=args.n, sampler=args.sampler, steps=_default_steps(args),
+    results = evaluate(model, schedule_from_card(card), n=args.n, sampler=args.sampler, num_inference_steps=args.steps,
                        eta=args.eta, seed=args.seed, batch_size=args.batch_size, device=device,
                        bpd_subset=args.bpd_subset, guidance_scale=args.guidance, progress=True)  # fmt: skip
     print(format_report(results))
@@ -296,11 +278,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     from course_ddpm.networks import count_parameters, flops_per_image
 
     from course_ddpm.classifier import MNISTClassifier
+    from course_ddpm.sampling import default_image_shape
 
     model, card, path = _load(args.checkpoint)
     info = {**card, "file": str(path), "sha256": file_sha256(path), "parameters": count_parameters(model)}
     if not isinstance(model, MNISTClassifier):  # the classifier takes no t: FLOPs of a denoiser only
-        info["flops_per_image"] = flops_per_image(model, _image_shape(model, card))
+        info["flops_per_image"] = flops_per_image(model, default_image_shape(model, card))
     print(json.dumps(info, indent=2))
     return 0
 

@@ -21,8 +21,8 @@ from course_ddpm.forward import q_mean_variance, q_posterior, q_step_mean_varian
 from course_ddpm.gaussian import gaussian_log_likelihood, normal_kl
 from course_ddpm.losses import EpsModel
 from course_ddpm.reverse import VarianceType, p_mean_variance
-from course_ddpm.schedules import Schedule, broadcast, check_float
-from course_ddpm.validation import check_model_output
+from course_ddpm.schedules import Schedule, broadcast
+from course_ddpm.validation import check_eps_pred, check_float
 
 
 def _sum_over_dims(x: torch.Tensor) -> torch.Tensor:
@@ -84,11 +84,11 @@ def _code_t(step: int, batch: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def _eps_pred(model: EpsModel, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    return check_model_output(model(x_t, t), x_t)
+    return check_eps_pred(model(x_t, t), x_t.shape)
 
 
 def _reconstruction(
-    schedule: Schedule, x0: torch.Tensor, x1: torch.Tensor, model: EpsModel, variance: VarianceType
+    schedule: Schedule, x0: torch.Tensor, x1: torch.Tensor, model: EpsModel, variance_type: VarianceType
 ) -> torch.Tensor:
     """log p_theta(x_0 | x_1) = log N(x_0; mu_theta(x_1), sigma_1^2 I), summed over dimensions.
 
@@ -97,7 +97,7 @@ def _reconstruction(
     :func:`reverse.log_sigma2`), since beta_tilde_1 = 0.
     """
     t0 = _code_t(0, x0.shape[0], x0)
-    p = p_mean_variance(schedule, x1, t0, _eps_pred(model, x1, t0), variance)
+    p = p_mean_variance(schedule, x1, t0, _eps_pred(model, x1, t0), variance_type)
     return _sum_over_dims(gaussian_log_likelihood(x0, p.mean, p.log_variance))
 
 
@@ -128,7 +128,7 @@ def _q_middle_mean_variance(
 
 
 def elbo_consistency_form(
-    schedule: Schedule, trajectory: torch.Tensor, model: EpsModel, variance: VarianceType = "fixed_small"
+    schedule: Schedule, trajectory: torch.Tensor, model: EpsModel, variance_type: VarianceType = "fixed_small"
 ) -> ConsistencyFormELBO:
     """The ELBO as reconstruction, prior matching and consistency terms (Luo 2022, eqs. 44-45).
 
@@ -157,7 +157,7 @@ def elbo_consistency_form(
     Args:
         trajectory: ``(T + 1, B, ...)`` from :func:`forward.q_trajectory`; entry k is paper x_k.
         model: ``model(x_t, t) -> eps_pred`` with code t (e.g. ``GaussianMixture.eps_model``).
-        variance: sigma_t^2 of the reverse steps.
+        variance_type: sigma_t^2 of the reverse steps.
 
     Returns:
         :class:`ConsistencyFormELBO`, per example, in nats.
@@ -165,7 +165,7 @@ def elbo_consistency_form(
     batch = _check_trajectory(schedule, trajectory)
     T = schedule.T
     x0 = trajectory[0]
-    reconstruction = _reconstruction(schedule, x0, trajectory[1], model, variance)
+    reconstruction = _reconstruction(schedule, x0, trajectory[1], model, variance_type)
 
     # Prior matching: the forward step into paper x_T (code T - 1), from the sampled x_{T-1}.
     q_mean, q_var = q_step_mean_variance(schedule, trajectory[T - 1], _code_t(T - 1, batch, x0))
@@ -177,7 +177,7 @@ def elbo_consistency_form(
         q_mean, q_var = q_step_mean_variance(schedule, trajectory[t - 1], into)  # q(x_t | x_{t-1})
         r_mean, r_var = _q_middle_mean_variance(schedule, trajectory[t - 1], trajectory[t + 1], into)
         code = _code_t(t, batch, x0)  # the reverse step from paper x_{t+1}
-        p = p_mean_variance(schedule, trajectory[t + 1], code, _eps_pred(model, trajectory[t + 1], code), variance)
+        p = p_mean_variance(schedule, trajectory[t + 1], code, _eps_pred(model, trajectory[t + 1], code), variance_type)
         term = normal_kl(r_mean, r_var.log(), p.mean, p.log_variance) - normal_kl(
             r_mean, r_var.log(), q_mean, q_var.log()
         )  # (B, ...)
@@ -189,7 +189,7 @@ def elbo_consistency_form(
 
 
 def elbo_denoising_form(
-    schedule: Schedule, trajectory: torch.Tensor, model: EpsModel, variance: VarianceType = "fixed_small"
+    schedule: Schedule, trajectory: torch.Tensor, model: EpsModel, variance_type: VarianceType = "fixed_small"
 ) -> DenoisingFormELBO:
     """The ELBO as reconstruction, prior matching and denoising matching terms (Luo 2022, eq. 58).
 
@@ -208,7 +208,7 @@ def elbo_denoising_form(
     Args:
         trajectory: ``(T + 1, B, ...)`` from :func:`forward.q_trajectory`; entry k is paper x_k.
         model: ``model(x_t, t) -> eps_pred`` with code t.
-        variance: sigma_t^2 of the reverse steps.
+        variance_type: sigma_t^2 of the reverse steps.
 
     Returns:
         :class:`DenoisingFormELBO`, per example, in nats.
@@ -216,7 +216,7 @@ def elbo_denoising_form(
     batch = _check_trajectory(schedule, trajectory)
     T = schedule.T
     x0 = trajectory[0]
-    reconstruction = _reconstruction(schedule, x0, trajectory[1], model, variance)
+    reconstruction = _reconstruction(schedule, x0, trajectory[1], model, variance_type)
 
     q_mean, q_var = q_mean_variance(schedule, x0, _code_t(T - 1, batch, x0))
     prior_matching = _sum_over_dims(normal_kl(q_mean, q_var.log(), 0.0, 0.0))
@@ -226,7 +226,7 @@ def elbo_denoising_form(
         code = _code_t(t - 1, batch, x0)
         x_t = trajectory[t]
         mu_tilde, beta_tilde = q_posterior(schedule, x0, x_t, code)
-        p = p_mean_variance(schedule, x_t, code, _eps_pred(model, x_t, code), variance)
+        p = p_mean_variance(schedule, x_t, code, _eps_pred(model, x_t, code), variance_type)
         denoising.append(_sum_over_dims(normal_kl(mu_tilde, beta_tilde.log(), p.mean, p.log_variance)))
     denoising = torch.stack(denoising, dim=1) if denoising else x0.new_zeros(batch, 0)  # (B, T - 1)
 

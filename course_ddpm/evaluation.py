@@ -2,20 +2,8 @@
 
 Three questions about a diffusion model, each answered without network access:
 
-1. Do samples look like MNIST? **MNIST-FID**: the Fréchet distance between Gaussians
-   fitted to the penultimate-layer features of the course's own digit classifier
-   (:mod:`course_ddpm.classifier`, shipped in ``course_ddpm/weights/``) for the samples
-   and for the 10,000 MNIST test images (Heusel et al. 2017, "GANs trained by a two
-   time-scale update rule...", arXiv:1706.08500, which used Inception-v3 features)::
-
-       FD = ||mu_1 - mu_2||^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))
-
-   FID falls with the number of samples N even for perfect samples, so a value means
-   little alone: :func:`fid_reference_points` gives the *floor* (N real training images)
-   and the *ceiling* (N images of uniform noise) at the same N; with the shipped
-   classifier the floor is about 87 at N = 100, 10 at N = 1000 and 3.4 at N = 5000, the
-   ceiling about 19,000. MNIST-FID numbers are not comparable with Inception-FID
-   numbers in papers.
+1. Do samples look like MNIST? **MNIST-FID** against the MNIST test images, read against
+   its floor and ceiling at the same N (:mod:`course_ddpm.fid`).
 2. Are all digits there, in equal measure? The **digit histogram** of the classifier's
    predictions, its KL divergence from uniform (0 when balanced, log 10 = 2.303 nats
    when every sample is the same digit) and the mean classifier confidence. A
@@ -25,176 +13,34 @@ Three questions about a diffusion model, each answered without network access:
    the variational bound (Ho et al. 2020, arXiv:2006.11239, eq. 5), summed over all T
    steps (no sampling of t) and split into prior, decoder and diffusion terms.
 
-:func:`evaluate` runs all three; :func:`format_report` turns its dict into a table.
-The matrix square root comes from ``torchmetrics``' ``FrechetInceptionDistance``, given
-the features through a pass-through extractor (:func:`frechet_distance`).
+:func:`evaluate` draws the samples with :func:`course_ddpm.sampling.generate` and runs
+all three; :func:`format_report` turns its dict into a table.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from course_ddpm.fid import (
+    classifier_outputs,
+    default_classifier,
+    fid_reference_points,
+    frechet_distance,
+    mnist_test_outputs,
+)
+from course_ddpm.reverse import VarianceType
+from course_ddpm.validation import check_count
+
 if TYPE_CHECKING:
+    from course_ddpm.sampling import SamplerName
     from course_ddpm.schedules import Schedule
 
 NUM_DIGITS = 10
-
-
-# --------------------------------------------------------------------------- classifier
-@lru_cache(maxsize=1)
-def default_classifier() -> nn.Module:
-    """The shipped classifier (``load_pretrained("classifier")``), loaded once, on the CPU."""
-    from course_ddpm.pretrained import load_pretrained
-
-    model, _ = load_pretrained("classifier")
-    return model
-
-
-def _check_images(name: str, x: torch.Tensor) -> None:
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        got = getattr(x, "dtype", type(x).__name__)
-        raise TypeError(f"{name} must be a float tensor of images in [-1, 1], got {got}")
-    if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
-        raise ValueError(f"{name} must have shape (N, 1, 28, 28), got {tuple(x.shape)}")
-
-
-@torch.no_grad()
-def classifier_outputs(
-    images: torch.Tensor, classifier: nn.Module | None = None, *, batch_size: int = 500
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Penultimate features and class probabilities of images, on the CPU.
-
-    Images are clamped to [-1, 1] first (samples overshoot it slightly; the classifier
-    was trained on [-1, 1]).
-
-    Args:
-        images: ``(N, 1, 28, 28)`` in [-1, 1].
-        classifier: an :class:`~course_ddpm.classifier.MNISTClassifier`; default the shipped one.
-    Returns:
-        features ``(N, d)`` float64 and probabilities ``(N, 10)`` float64 (softmax of the logits).
-    """
-    _check_images("images", images)
-    classifier = default_classifier() if classifier is None else classifier
-    was_training = classifier.training
-    classifier.eval()
-    device = next(classifier.parameters()).device
-    features, probs = [], []
-    for batch in images.split(batch_size):
-        x = batch.to(device=device, dtype=torch.float32).clamp(-1, 1)
-        h = classifier.features(x)  # (b, d)
-        logits = classifier.logits_from_features(h)  # (b, 10)
-        features.append(h.cpu().double())  # to the CPU first: float64 never on the device (MPS has none)
-        probs.append(logits.cpu().double().softmax(dim=1))
-    classifier.train(was_training)
-    return torch.cat(features), torch.cat(probs)
-
-
-# ------------------------------------------------------------------ Fréchet distance
-class _PassThrough(nn.Module):
-    """A "feature extractor" for torchmetrics that returns its input features unchanged.
-
-    ``num_features`` stops torchmetrics from probing it with a (1, 3, 299, 299) image.
-    """
-
-    def __init__(self, num_features: int):
-        super().__init__()
-        self.num_features = num_features
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return features
-
-
-def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to two sets of feature vectors.
-
-    FD = ||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)), with the sample means mu
-    and unbiased sample covariances S (divisor N - 1), in float64. The square root is
-    torchmetrics' (sum of square roots of the eigenvalues of S_a S_b).
-
-    Args:
-        features_a: ``(N, d)``, N >= 2.
-        features_b: ``(M, d)``, M >= 2.
-    Returns:
-        the distance (>= 0 up to rounding), a float.
-    """
-    from torchmetrics.image.fid import FrechetInceptionDistance
-
-    for name, f in (("features_a", features_a), ("features_b", features_b)):
-        if f.ndim != 2 or f.shape[0] < 2:
-            raise ValueError(f"{name} must have shape (N, d) with N >= 2, got {tuple(f.shape)}")
-    if features_a.shape[1] != features_b.shape[1]:
-        raise ValueError(f"feature widths differ: {features_a.shape[1]} vs {features_b.shape[1]}")
-    metric = FrechetInceptionDistance(feature=_PassThrough(features_a.shape[1]), normalize=False)
-    metric.update(features_b.detach().cpu().double(), real=True)
-    metric.update(features_a.detach().cpu().double(), real=False)
-    return float(metric.compute())
-
-
-@lru_cache(maxsize=2)
-def _test_outputs(classifier: nn.Module, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`classifier_outputs` of the 10,000 MNIST test images (cached per classifier object)."""
-    from course_ddpm.data import load_mnist
-
-    x_test, _ = load_mnist(train=False)
-    return classifier_outputs(x_test, classifier, batch_size=batch_size)
-
-
-def mnist_fid(
-    samples: torch.Tensor,
-    reference: torch.Tensor | None = None,
-    *,
-    classifier: nn.Module | None = None,
-    batch_size: int = 500,
-) -> float:
-    """MNIST-FID: Fréchet distance of classifier features, samples vs reference images.
-
-    Args:
-        samples: ``(N, 1, 28, 28)`` in [-1, 1], N >= 2.
-        reference: ``(M, 1, 28, 28)`` in [-1, 1]; default the 10,000 MNIST test images.
-        classifier: default the shipped one.
-    Returns:
-        the distance; compare it with :func:`fid_reference_points` at the same N.
-    """
-    classifier = default_classifier() if classifier is None else classifier
-    features = classifier_outputs(samples, classifier, batch_size=batch_size)[0]
-    if reference is None:
-        reference_features = _test_outputs(classifier, batch_size)[0]
-    else:
-        reference_features = classifier_outputs(reference, classifier, batch_size=batch_size)[0]
-    return frechet_distance(features, reference_features)
-
-
-def fid_reference_points(
-    n: int, *, classifier: nn.Module | None = None, seed: int = 0, batch_size: int = 500
-) -> dict[str, float]:
-    """MNIST-FID of two yardsticks with ``n`` images each, against the MNIST test set.
-
-    - ``floor``: ``n`` random MNIST *training* images -- what a perfect model scores at this n;
-    - ``ceiling``: ``n`` images of uniform noise U(-1, 1) per pixel -- what no model at all scores.
-
-    Returns:
-        ``{"floor": float, "ceiling": float, "n": n}``.
-    """
-    from course_ddpm.data import load_mnist
-
-    if not isinstance(n, int) or not 2 <= n <= 60_000:
-        raise ValueError(f"n must be an int in [2, 60000], got {n!r}")
-    classifier = default_classifier() if classifier is None else classifier
-    generator = torch.Generator().manual_seed(seed)
-    x_train, _ = load_mnist(train=True)
-    real = x_train[torch.randperm(len(x_train), generator=generator)[:n]]
-    noise = torch.rand(n, 1, 28, 28, generator=generator) * 2 - 1
-    return {
-        "floor": mnist_fid(real, classifier=classifier, batch_size=batch_size),
-        "ceiling": mnist_fid(noise, classifier=classifier, batch_size=batch_size),
-        "n": n,
-    }
 
 
 # ------------------------------------------------------------------ digit histogram
@@ -243,7 +89,7 @@ def bits_per_dim(
     *,
     n: int,
     batch_size: int = 250,
-    variance: Literal["fixed_small", "fixed_large"] = "fixed_small",
+    variance_type: VarianceType = "fixed_small",
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -265,22 +111,21 @@ def bits_per_dim(
     from course_ddpm.bound import variational_bound
 
     x_test, y_test = load_mnist(train=False)
-    if not isinstance(n, int) or not 1 <= n <= len(x_test):
-        raise ValueError(f"n must be an int in [1, {len(x_test)}], got {n!r}")
+    check_count("n", n, 1, len(x_test))
     conditional = _num_classes(model) is not None
     generator = _generator(device, seed)
     sums = {"total": 0.0, "prior": 0.0, "decoder": 0.0, "diffusion": 0.0}
     for x0, y in zip(x_test[:n].split(batch_size), y_test[:n].split(batch_size)):
         y = y.to(device) if conditional else None
         vb = variational_bound(
-            model, schedule, x0.to(device), variance=variance, generator=generator, progress=progress, y=y
+            model, schedule, x0.to(device), variance_type=variance_type, generator=generator, progress=progress, y=y
         )
         # summed in float64 on the CPU (MPS has no float64)
         sums["total"] += float(vb.total_bpd.cpu().double().sum())
         sums["prior"] += float(vb.prior_bpd.cpu().double().sum())
         sums["decoder"] += float(vb.decoder_bpd.cpu().double().sum())
         sums["diffusion"] += float(vb.terms_bpd[:, 1:].cpu().double().sum())  # L_1 .. L_{T-1}
-    floor = decoder_floor_bpd(schedule, x_test[:n], variance=variance, seed=seed)  # what a perfect model pays in L_0
+    floor = decoder_floor_bpd(schedule, x_test[:n], variance_type=variance_type, seed=seed)  # what a perfect model pays in L_0
     return {**{k: v / n for k, v in sums.items()}, "decoder_floor": floor, "n": n, "conditional": conditional}
 
 
@@ -288,7 +133,7 @@ def decoder_floor_bpd(
     schedule: Schedule,
     x0: torch.Tensor,
     *,
-    variance: Literal["fixed_small", "fixed_large"] = "fixed_small",
+    variance_type: VarianceType = "fixed_small",
     seed: int = 0,
 ) -> float:
     """The decoder term L_0 (bits/dim) that even a perfect noise predictor pays, averaged over ``x0``.
@@ -309,7 +154,7 @@ def decoder_floor_bpd(
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     t = torch.zeros(len(x0), dtype=torch.long)
     x_1 = q_sample(schedule, x0, t, eps)  # paper x_1, code t = 0
-    return float(vb_term_bpd(schedule, x0, x_1, t, eps, variance=variance).mean())
+    return float(vb_term_bpd(schedule, x0, x_1, t, eps, variance_type=variance_type).mean())
 
 
 # ------------------------------------------------------------------------- evaluate
@@ -322,102 +167,78 @@ def _generator(device: str | torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def generate(
-    model: nn.Module,
-    schedule: Schedule,
-    *,
-    n: int,
-    sampler: Literal["ddpm", "ddim"] = "ddim",
-    steps: int | None = None,
-    eta: float = 0.0,
-    seed: int = 0,
-    batch_size: int = 250,
-    device: str | torch.device = "cpu",
-    guidance_scale: float | None = None,
-    progress: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``n`` samples ``(n, 1, 28, 28)`` on the CPU, and their labels ``(n,)`` (or None).
-
-    A class-conditional model (``model.config.num_classes`` set) is asked for the
-    labels 0, 1, ..., 9, 0, 1, ... in turn, so every digit is requested equally often,
-    with classifier-free guidance ``guidance_scale`` (see :func:`course_ddpm.samplers.sample`).
-    """
-    from course_ddpm.samplers import sample
-
-    if steps is None and sampler == "ddim":
-        steps = 50  # DDPM runs all T steps; DDIM's default is 50 (Song et al. 2021, Table 1)
-    if not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an int >= 2, got {n!r}")
-    num_classes = _num_classes(model)
-    labels = None if num_classes is None else torch.arange(n) % num_classes
-    generator = _generator(device, seed)
-    batches = []
-    for start in range(0, n, batch_size):
-        b = min(batch_size, n - start)
-        y = None if labels is None else labels[start : start + b].to(device)
-        result = sample(
-            model, schedule, (b, 1, 28, 28), sampler=sampler, steps=steps, eta=eta,
-            generator=generator, device=device, y=y, guidance_scale=guidance_scale, progress=progress,
-        )  # fmt: skip
-        batches.append(result.x0.detach().float().cpu())
-    return torch.cat(batches), labels
-
-
 def evaluate(
     model: nn.Module,
     schedule: Schedule,
     *,
     n: int = 1000,
-    sampler: Literal["ddpm", "ddim"] = "ddim",
-    steps: int | None = None,
+    sampler: SamplerName = "ddim",
+    num_inference_steps: int | None = None,
     eta: float = 0.0,
     seed: int = 0,
     batch_size: int = 250,
     device: str | torch.device = "cpu",
     bpd_subset: int = 0,
     guidance_scale: float | None = None,
+    classifier: nn.Module | None = None,
     progress: bool = True,
 ) -> dict:
     """Sample ``n`` digits and measure them; optionally bits/dim on ``bpd_subset`` test images.
 
-    Returns a JSON-safe dict with keys ``n, sampler, steps, eta, seed, guidance_scale``;
-    ``fid`` and ``fid_floor``/``fid_ceiling`` (:func:`fid_reference_points` at the same n);
+    The samples come from :func:`course_ddpm.sampling.generate` with the same sampler
+    defaults (DDIM, 50 steps, eta = 0). A class-conditional model (``model.config.num_classes``
+    set) is asked for the labels 0, 1, ..., 9, 0, 1, ... in turn, so every digit is
+    requested equally often, with classifier-free guidance ``guidance_scale``.
+
+    Args:
+        classifier: the classifier behind FID and histogram; default the shipped one.
+
+    Returns a JSON-safe dict with keys ``n, sampler, steps`` (the number of steps run),
+    ``eta, seed, guidance_scale``; ``fid`` and ``fid_floor``/``fid_ceiling``
+    (:func:`~course_ddpm.fid.fid_reference_points` at the same n);
     ``digit_counts``/``digit_fractions`` (lists of 10), ``kl_from_uniform`` (nats),
     ``mean_confidence`` and, for comparison, ``mean_confidence_test`` of the MNIST test
     images; ``class_accuracy`` (fraction of samples classified as the label they were
     generated for; conditional models only, else None); ``bpd``
-    (:func:`bits_per_dim`, or None when ``bpd_subset`` is 0); ``classifier_sha256``;
-    ``seconds``.
+    (:func:`bits_per_dim`, or None when ``bpd_subset`` is 0); ``classifier_sha256`` (of the
+    shipped classifier's file; None for another classifier); ``seconds``.
     """
+    from course_ddpm.pretrained import REGISTRY
+    from course_ddpm.sampling import generate, num_steps
+
+    check_count("n", n, 2)
     start = time.perf_counter()
-    classifier = default_classifier()
-    samples, labels = generate(
-        model, schedule, n=n, sampler=sampler, steps=steps, eta=eta, seed=seed,
-        batch_size=batch_size, device=device, guidance_scale=guidance_scale, progress=progress,
+    shipped = classifier is None
+    classifier = default_classifier() if shipped else classifier
+    num_classes = _num_classes(model)
+    labels = None if num_classes is None else torch.arange(n) % num_classes
+    samples = generate(
+        model, schedule, n, labels=labels, guidance_scale=guidance_scale, sampler=sampler,
+        num_inference_steps=num_inference_steps, eta=eta, seed=seed, batch_size=batch_size, device=device,
+        progress=progress,
     )  # fmt: skip
     features, probs = classifier_outputs(samples, classifier)
     counts, fractions = _histogram(probs)
     reference = fid_reference_points(n, classifier=classifier, seed=seed)
-    from course_ddpm.pretrained import REGISTRY
-
+    test_features, test_probs = mnist_test_outputs(classifier)
     result = {
         "n": n,
         "sampler": sampler,
-        "steps": steps,
+        "steps": num_steps(sampler, num_inference_steps, schedule.T),
         "eta": eta,
         "seed": seed,
         "guidance_scale": guidance_scale,
-        "fid": frechet_distance(features, _test_outputs(classifier)[0]),
+        "fid": frechet_distance(features, test_features),
         "fid_floor": reference["floor"],
         "fid_ceiling": reference["ceiling"],
         "digit_counts": [int(c) for c in counts],
         "digit_fractions": [float(f) for f in fractions],
         "kl_from_uniform": kl_from_uniform(fractions),
         "mean_confidence": float(probs.max(dim=1).values.mean()),
-        "mean_confidence_test": float(_test_outputs(classifier)[1].max(dim=1).values.mean()),
+        "mean_confidence_test": float(test_probs.max(dim=1).values.mean()),
         "class_accuracy": None if labels is None else float((probs.argmax(dim=1) == labels).double().mean()),
         "bpd": None,
-        "classifier_sha256": REGISTRY["classifier"].weights_sha256,
+        "classifier_sha256": REGISTRY["classifier"].weights_sha256 if shipped else None,
     }
     if bpd_subset:
         result["bpd"] = bits_per_dim(

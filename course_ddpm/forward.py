@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from course_ddpm.schedules import Schedule, broadcast, check_float, check_same_shape
+from course_ddpm.schedules import Schedule, broadcast
+from course_ddpm.validation import check_float, check_same_shape
 
 
 def q_mean_variance(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from course_ddpm.schedules import check_float, check_same_shape
+from course_ddpm.validation import check_float, check_same_shape
 
 #: Number of levels of 8-bit data, mapped to [-1, 1] with bin width 2 / 255.
 NUM_LEVELS = 256

@@ -19,7 +19,8 @@ from typing import Callable
 import torch
 
 from course_ddpm.reverse import VarianceType, log_sigma2
-from course_ddpm.schedules import Schedule, check_float, check_same_shape
+from course_ddpm.schedules import Schedule
+from course_ddpm.validation import check_float, check_same_shape
 
 #: ``model(x_t, t) -> eps_pred`` (or ``model(x_t, t, y)``), like a trained network.
 EpsModel = Callable[..., torch.Tensor]
@@ -41,7 +42,7 @@ def l_simple(eps: torch.Tensor, eps_pred: torch.Tensor) -> torch.Tensor:
     return ((eps - eps_pred) ** 2).mean()
 
 
-def weighted_eps_mse_coefficient(schedule: Schedule, variance: VarianceType = "fixed_small") -> torch.Tensor:
+def weighted_eps_mse_coefficient(schedule: Schedule, variance_type: VarianceType = "fixed_small") -> torch.Tensor:
     """Weight that turns each term of the bound into a weighted noise MSE (Ho et al. eq. 12).
 
         L_{t-1} = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)) ||eps - eps_theta||^2 + C_t
@@ -58,7 +59,7 @@ def weighted_eps_mse_coefficient(schedule: Schedule, variance: VarianceType = "f
         ``(T,)`` float64, indexed by code t.
     """
     s = schedule
-    sigma_sq = log_sigma2(s, variance).exp()
+    sigma_sq = log_sigma2(s, variance_type).exp()
     return s.beta**2 / (2.0 * sigma_sq * s.alpha * (1.0 - s.alpha_bar))
 
 

@@ -65,7 +65,7 @@ class CodeView:
     """Source lines shown in a notebook: plain text for nbval, Markdown with links in JupyterLab."""
 
     code: str
-    sources: tuple[tuple[str, str], ...]  # (name such as "samplers.ddpm_step", "course_ddpm/samplers.py")
+    sources: tuple[tuple[str, str], ...]  # (name such as "ddpm.ddpm_step", "course_ddpm/ddpm.py")
 
     def __repr__(self) -> str:
         where = "; ".join(f"{name} in {path}" for name, path in self.sources)

@@ -33,8 +33,9 @@ Devices
 The tables live on the CPU and float64 never leaves it: Apple's MPS has no float64, so
 anything computed in float64 is computed on the CPU, cast to the data's dtype there, and
 only then moved to the data's device. Time indices are range-checked where reading them
-is free (on the CPU); reading a GPU tensor waits for the GPU, so a device ``t`` is not
-read on every step (samplers and training make ``t`` from Python ints, already checked).
+is free (on the CPU, :func:`course_ddpm.validation.check_t`); reading a GPU tensor waits
+for the GPU, so a device ``t`` is not read on every step (the sampling loop and training
+make ``t`` from Python ints, already checked).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+
+from course_ddpm.validation import check_T, check_t
 
 ScheduleKind = Literal["linear", "cosine"]
 
@@ -66,7 +69,8 @@ class Schedule:
         alpha: 1 - beta_t.
         alpha_bar: prod_{s <= t} alpha_s, so q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0,
             (1 - alpha_bar_t) I) (Ho et al. eq. 4; Luo 2022 eq. 70).
-        alpha_bar_prev: alpha_bar_{t-1}, with alpha_bar_0 = 1 for the first step.
+        alpha_bar_prev: alpha_bar_{t-1}, with alpha_bar_0 = 1 for the first step
+            (``alpha_bar_or_one[:-1]``; the property :attr:`alpha_bar_or_one` also has t = -1).
         beta_tilde: posterior variance (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t
             of q(x_{t-1} | x_t, x_0) (Ho et al. eq. 7). beta_tilde[0] = 0.
         snr: signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t) (Kingma et al. 2021).
@@ -108,7 +112,7 @@ class Schedule:
             )
         alpha = 1.0 - beta
         alpha_bar = torch.cumprod(alpha, dim=0)
-        alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
+        alpha_bar_prev = _prepend_one(alpha_bar)[:-1]
         beta_tilde = beta * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
         snr = alpha_bar / (1.0 - alpha_bar)
         schedule = cls(beta, alpha, alpha_bar, alpha_bar_prev, beta_tilde, snr, name)
@@ -123,6 +127,13 @@ class Schedule:
                 stacklevel=3,
             )
         return schedule
+
+    @property
+    def alpha_bar_or_one(self) -> torch.Tensor:
+        """``(T + 1,)`` alpha_bar indexed by code t + 1: entry 0 is 1, for code t = -1 (the clean
+        data x_0, the paper's alpha_bar_0 = 1; diffusers' ``final_alpha_cumprod`` with
+        ``set_alpha_to_one``), entry t + 1 is ``alpha_bar[t]``. DDIM's last step goes to t = -1."""
+        return _prepend_one(self.alpha_bar)
 
     def prior_kl_per_dim(self, x0_abs_max: float = 1.0) -> float:
         """Worst-case KL(q(x_T | x_0) || N(0, 1)) per dimension, in nats, for |x_0| <= x0_abs_max.
@@ -160,7 +171,7 @@ def linear_schedule(
         rescale: multiply both by 1000 / T.
         warn: warn when x_T keeps signal (see :class:`TerminalSignalWarning`).
     """
-    _check_T(T)
+    check_T(T)
     scale = 1000.0 / T if rescale else 1.0
     if beta_end * scale >= 1.0:
         raise ValueError(
@@ -180,7 +191,7 @@ def cosine_schedule(T: int, s: float = 0.008, max_beta: float = 0.999, warn: boo
 
     Betas are computed from the ratio f(t)/f(t-1) as improved-diffusion does, then capped.
     """
-    _check_T(T)
+    check_T(T)
     if not 0.0 < max_beta < 1.0:
         raise ValueError(f"max_beta must lie in (0, 1), got {max_beta}")
 
@@ -224,43 +235,6 @@ def broadcast(coef: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.
     return out.to(like.device).reshape(-1, *([1] * (like.ndim - 1)))  # (B, 1, ..., 1)
 
 
-def check_t(t: torch.Tensor, T: int, batch: int | None = None) -> torch.Tensor:
-    """Validate code time indices: integer tensor of shape (B,), values in [0, T).
-
-    The values are checked only for a CPU tensor: reading a GPU tensor waits for the GPU,
-    and this runs on every sampling and training step (see "Devices" above).
-    """
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"t must be a torch.Tensor of integer time indices, got {type(t).__name__}")
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"t must hold integer time indices in [0, T), got dtype {t.dtype}")
-    if t.ndim != 1:
-        raise ValueError(f"t must have shape (B,), got {tuple(t.shape)}")
-    if batch is not None and t.shape[0] != batch:
-        raise ValueError(f"t has batch size {t.shape[0]} but the data has batch size {batch}")
-    if t.numel() and t.device.type == "cpu" and (int(t.min()) < 0 or int(t.max()) >= T):
-        raise ValueError(f"t must lie in [0, T) = [0, {T}), got values in [{int(t.min())}, {int(t.max())}]")
-    return t.long()
-
-
-def check_float(name: str, x: torch.Tensor) -> torch.Tensor:
-    """Raise a clear TypeError unless x is a floating-point tensor."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a float tensor, got dtype {x.dtype}")
-    return x
-
-
-def check_same_shape(**tensors: torch.Tensor) -> None:
-    """Raise a ValueError naming the arguments unless all tensors have one shape."""
-    shapes = {name: tuple(x.shape) for name, x in tensors.items()}
-    if len(set(shapes.values())) > 1:
-        raise ValueError("shape mismatch: " + ", ".join(f"{n} {s}" for n, s in shapes.items()))
-
-
-def _check_T(T: int) -> None:
-    if isinstance(T, bool) or not isinstance(T, int):
-        raise TypeError(f"T must be an int, got {type(T).__name__}")
-    if T < 1:
-        raise ValueError(f"T must be >= 1, got {T}")
+def _prepend_one(alpha_bar: torch.Tensor) -> torch.Tensor:
+    """``(T + 1,)``: 1 (alpha_bar of the clean data, paper t = 0), then alpha_bar_1..alpha_bar_T."""
+    return torch.cat([torch.ones(1, dtype=alpha_bar.dtype), alpha_bar])

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-from course_ddpm.schedules import Schedule, broadcast, check_float
+from course_ddpm.schedules import Schedule, broadcast
+from course_ddpm.validation import check_float
 
 
 @dataclass(frozen=True)

@@ -342,15 +342,15 @@ def save_sample_grid(
     from torchvision.utils import save_image
 
     from course_ddpm.data import to_pixels
-    from course_ddpm.samplers import sample
+    from course_ddpm.sampling import sample
 
     num_classes = getattr(ema_model.config, "num_classes", None)
     y = None if num_classes is None else (torch.arange(config.sample_n) % num_classes).to(device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         generator = torch.Generator(device=device).manual_seed(derive_seed(config.seed, "sample grid"))
         result = sample(ema_model, schedule, (config.sample_n, *image_shape), sampler="ddim",
-                        steps=min(config.sample_steps, config.T), eta=0.0, generator=generator, device=device,
-                        y=y, progress=False)  # fmt: skip
+                        num_inference_steps=min(config.sample_steps, config.T), eta=0.0, generator=generator,
+                        device=device, y=y, progress=False)  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(to_pixels(result.x0.float().cpu()), path, nrow=math.ceil(math.sqrt(config.sample_n)))
+    save_image(to_pixels(result.samples.float().cpu()), path, nrow=math.ceil(math.sqrt(config.sample_n)))
     return path

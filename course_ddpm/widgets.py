@@ -26,7 +26,8 @@ from PIL import Image as PILImage
 from course_ddpm.data import to_pixels
 from course_ddpm.forward import q_mean_variance, q_sample
 from course_ddpm.gaussian import normal_kl
-from course_ddpm.schedules import Schedule, check_float
+from course_ddpm.schedules import Schedule
+from course_ddpm.validation import check_float, check_t
 
 __all__ = ["CSS", "readouts", "render_png", "forward_noising_widget"]
 
@@ -59,8 +60,7 @@ def _one_image(x0: torch.Tensor) -> torch.Tensor:
 def _check_int_t(schedule: Schedule, t: int) -> int:
     if isinstance(t, bool) or not isinstance(t, int):
         raise TypeError(f"t must be an int code time index, got {type(t).__name__}")
-    if not 0 <= t < schedule.T:
-        raise ValueError(f"t must lie in [0, T) = [0, {schedule.T}), got {t}")
+    check_t(t, schedule.T, batch=1)  # the range
     return t
 
 

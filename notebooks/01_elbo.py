@@ -226,7 +226,7 @@ x_t = forward.q_sample(schedule, x0_batch, t, eps)
 eps_pred = mixture.optimal_eps(schedule, x_t, t) + 0.3
 
 mu_tilde, beta_tilde = forward.q_posterior(schedule, x0_batch, x_t, t)
-p = reverse.p_mean_variance(schedule, x_t, t, eps_pred, variance="fixed_small")
+p = reverse.p_mean_variance(schedule, x_t, t, eps_pred, variance_type="fixed_small")
 kl = gaussian.normal_kl(mu_tilde, beta_tilde.log(), p.mean, p.log_variance)
 x0_form = losses.weighted_x0_mse_coefficient(schedule)[300] * (x0_batch - p.x0_pred) ** 2
 eps_form = losses.weighted_eps_mse_coefficient(schedule)[300] * (eps - eps_pred) ** 2

@@ -42,7 +42,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from course_ddpm import (forward, load_pretrained, losses, networks, plot_curves, plot_images, results, samplers,
+from course_ddpm import (forward, load_pretrained, losses, networks, plot_curves, plot_images, results, sampling,
                          training, training_step)
 from course_ddpm.checkpoints import schedule_from_card
 from course_ddpm.data import load_mnist, to_pixels
@@ -304,9 +304,9 @@ plt.show()
 # weights (DDIM with 20 steps, notebook 4) are still blobs:
 
 # %%
-short_samples = samplers.sample(result.ema_model, schedule, (8, 1, 28, 28), sampler="ddim", steps=20,
-                                generator=torch.Generator().manual_seed(0), progress=False)
-plot_images.image_grid(short_samples.x0, ncols=8, suptitle=f"after {result.step} training steps")
+short_samples = sampling.generate(result.ema_model, schedule, 8, sampler="ddim", num_inference_steps=20,
+                                  seed=0, progress=False)
+plot_images.image_grid(short_samples, ncols=8, suptitle=f"after {result.step} training steps")
 plt.show()
 
 # %% [markdown]

@@ -38,9 +38,12 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import HTML
 
-from course_ddpm import evaluation, load_pretrained, plot_curves, plot_images, results, reverse, samplers
+from course_ddpm import evaluation, load_pretrained, plot_curves, plot_images, results, reverse, sampling
 from course_ddpm.checkpoints import schedule_from_card
 from course_ddpm.data import load_mnist
+from course_ddpm.ddim import ddim_step, slerp, timesteps
+from course_ddpm.ddpm import ddpm_step
+from course_ddpm.fid import fid_reference_points, mnist_fid
 from course_ddpm.notebook import setup, show_code
 
 setup(seed=0)  # torch threads and seed (course_ddpm.notebook.setup)
@@ -70,21 +73,21 @@ print(f"{card['model']['name']}, {card['step']} training steps, {schedule.name}"
 # (the same number; it also lets us clip $\hat x_0$ to $[-1, 1]$). One step:
 
 # %%
-show_code(samplers.ddpm_step)
+show_code(ddpm_step)
 
 # %% [markdown]
-# `samplers.sample` runs the loop. 16 digits, 1000 network calls on a batch of 16; `record=True`
+# `sampling.sample` runs the loop. 16 digits, 1000 network calls on a batch of 16; `record=True`
 # keeps every $x_t$ and every $\hat x_0$ for the pictures below. The progress bar and the time:
 
 # %% tags=["nbval-ignore-output"]
 start = time.perf_counter()
-ddpm = samplers.sample(model, schedule, (16, 1, 28, 28), sampler="ddpm",
+ddpm = sampling.sample(model, schedule, (16, 1, 28, 28), sampler="ddpm",
                        generator=torch.Generator().manual_seed(0), record=True)
 print(f"DDPM, {len(ddpm.timesteps)} steps, 16 images: {time.perf_counter() - start:.1f} s")
 
 # %%
 print(f"trajectory {tuple(ddpm.trajectory.shape)} = (T + 1, B, C, H, W); x0_preds {tuple(ddpm.x0_preds.shape)}")
-plot_images.image_grid(ddpm.x0, ncols=8, suptitle="DDPM, 1000 steps")
+plot_images.image_grid(ddpm.samples, ncols=8, suptitle="DDPM, 1000 steps")
 plt.show()
 
 # %% [markdown]
@@ -105,7 +108,7 @@ plt.show()
 # the sample the chain finally returns, averaged over the 16 chains:
 
 # %%
-distance = (ddpm.x0_preds - ddpm.x0[None]).pow(2).mean(dim=(2, 3, 4)).mean(dim=1)  # (T,)
+distance = (ddpm.x0_preds - ddpm.samples[None]).pow(2).mean(dim=(2, 3, 4)).mean(dim=1)  # (T,)
 t_axis = torch.tensor(ddpm.timesteps, dtype=torch.float64)
 plot_curves.density_curves(t_axis, {"mean ||x0_pred(t) - x0||^2 / D": distance}, xlabel="t (code index)",
                         title="distance of the estimate x0_pred from the final sample")
@@ -136,14 +139,15 @@ HTML(animation.to_jshtml())
 #
 # With $\eta = 1$ and $t' = t-1$ this is the DDPM step with $\sigma_t^2 = \tilde\beta_t$; with $\eta = 0$
 # there is no noise at all.
-# The $K$ steps visit every $(T/K)$-th index (`samplers.timesteps`, "leading" spacing as in the DDIM paper):
+# The $K$ steps visit every $(T/K)$-th index (`timesteps` from `course_ddpm.ddim`, "leading" spacing as
+# in the DDIM paper):
 
 # %%
 for steps in (10, 20, 50):
-    ts = samplers.timesteps(schedule.T, steps)
+    ts = timesteps(schedule.T, steps)
     print(f"{steps:2d} steps: {ts[:4]} ... {ts[-2:]} (then x0)")
 print()
-show_code(samplers.ddim_step)
+show_code(ddim_step)
 
 # %% [markdown]
 # We draw `N_EVAL` digits with each number of steps, all from the **same seed** and so from the same
@@ -156,8 +160,8 @@ N_EVAL = 100
 ddim = {}
 for steps in (10, 20, 50):
     start = time.perf_counter()
-    ddim[steps] = samplers.sample(model, schedule, (N_EVAL, 1, 28, 28), sampler="ddim", steps=steps, eta=0.0,
-                                  generator=torch.Generator().manual_seed(1), progress=False).x0
+    ddim[steps] = sampling.generate(model, schedule, N_EVAL, sampler="ddim", num_inference_steps=steps, eta=0.0,
+                                    seed=1, progress=False)
     print(f"DDIM {steps:2d} steps, {N_EVAL} images: {time.perf_counter() - start:5.1f} s")
 
 # %% [markdown]
@@ -170,18 +174,18 @@ plot_images.image_grid(rows, ncols=10, titles=titles)
 plt.show()
 
 # %% [markdown]
-# **Measuring samples.** `evaluation.mnist_fid` is the Fréchet distance between Gaussians fitted to
-# the features that the course's MNIST classifier extracts from the samples and from the 10 000
+# **Measuring samples.** `mnist_fid` (`course_ddpm.fid`) is the Fréchet distance between Gaussians
+# fitted to the features that the course's MNIST classifier extracts from the samples and from the 10 000
 # MNIST test images (lower is better). It depends strongly on the number of samples $N$, so it is
-# only read against two yardsticks at the same $N$ (`evaluation.fid_reference_points`): the
+# only read against two yardsticks at the same $N$ (`fid_reference_points`): the
 # **floor**, $N$ real training digits (a perfect model), and the **ceiling**, $N$ images of uniform
 # noise. The classifier also gives the **digit histogram**: a good model draws every digit about
 # equally often (KL from uniform near 0). With $N = 100$ these numbers are rough.
 
 # %% tags=["nbval-ignore-output"]
-reference = evaluation.fid_reference_points(N_EVAL)
-other_floor = evaluation.fid_reference_points(N_EVAL, seed=1)["floor"]  # another N real digits
-fid = {steps: evaluation.mnist_fid(x) for steps, x in ddim.items()}
+reference = fid_reference_points(N_EVAL)
+other_floor = fid_reference_points(N_EVAL, seed=1)["floor"]  # another N real digits
+fid = {steps: mnist_fid(x) for steps, x in ddim.items()}
 counts = {steps: evaluation.digit_histogram(x)[0] for steps, x in ddim.items()}
 print(f"N = {N_EVAL}: FID floor (real digits) {reference['floor']:.1f} (another draw: {other_floor:.1f}), "
       f"ceiling (noise) {reference['ceiling']:.0f}")
@@ -215,8 +219,8 @@ x_T = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(2))
 
 
 def ddim50(eta, seed):
-    return samplers.sample(model, schedule, x_T.shape, sampler="ddim", steps=50, eta=eta, x_T=x_T,
-                           generator=torch.Generator().manual_seed(seed), progress=False).x0
+    return sampling.generate(model, schedule, len(x_T), x_T=x_T, sampler="ddim", num_inference_steps=50, eta=eta,
+                             seed=seed, progress=False)
 
 
 runs = {"eta=0, seed 3": ddim50(0.0, 3), "eta=0, seed 4": ddim50(0.0, 4),
@@ -245,19 +249,19 @@ plt.show()
 # $$x(\lambda) = \frac{\sin((1-\lambda)\theta)}{\sin\theta}\,x_T^{(a)} + \frac{\sin(\lambda\theta)}{\sin\theta}\,x_T^{(b)},
 # \qquad \cos\theta = \frac{\langle x_T^{(a)}, x_T^{(b)}\rangle}{\|x_T^{(a)}\|\,\|x_T^{(b)}\|}$$
 #
-# keeps the norm (`samplers.slerp`):
+# keeps the norm (`slerp` from `course_ddpm.ddim`):
 
 # %%
 x_a, x_b = x_T[0], x_T[1]  # (1, 28, 28) each
 lam = torch.linspace(0, 1, 9)
-path_slerp = samplers.slerp(x_a, x_b, lam)  # (9, 1, 28, 28)
+path_slerp = slerp(x_a, x_b, lam)  # (9, 1, 28, 28)
 path_line = torch.stack([(1 - l) * x_a + l * x_b for l in lam.tolist()])  # the straight line, for comparison
 print(f"norms: x_a {x_a.norm():.1f}, x_b {x_b.norm():.1f}, sqrt(D) = {784 ** 0.5:.0f}")
 print(f"at lambda = 0.5: slerp {path_slerp[4].norm():.1f}, straight line {path_line[4].norm():.1f}")
 
 # %%
-decoded = samplers.sample(model, schedule, (18, 1, 28, 28), sampler="ddim", steps=50, eta=0.0,
-                          x_T=torch.cat([path_slerp, path_line]), progress=False).x0
+decoded = sampling.generate(model, schedule, 18, x_T=torch.cat([path_slerp, path_line]), sampler="ddim",
+                            num_inference_steps=50, eta=0.0, progress=False)
 titles = [f"λ={l:.3g}" for l in lam.tolist()] + [""] * 9
 plot_images.image_grid(decoded, ncols=9, titles=titles, suptitle="top: slerp;  bottom: straight line")
 plt.show()
@@ -282,7 +286,7 @@ print(f"MNIST test digits: {x_test.flatten(1).std(dim=1).mean():.2f} on average"
 #
 # The reverse step's variance $\sigma_t^2$ is not learned here. Ho et al. (section 3.2) tried two
 # choices: $\sigma_t^2 = \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t$
-# (`variance="fixed_small"`, the default; optimal if $x_0$ were one fixed point) and
+# (`variance_type="fixed_small"`, the default; optimal if $x_0$ were one fixed point) and
 # $\sigma_t^2 = \beta_t$ (`"fixed_large"`; optimal for $x_0\sim\mathcal N(0, I)$), and report similar
 # sample quality for both. They differ only near the data end of the chain (`reverse.sigma2`):
 
@@ -296,7 +300,7 @@ for t in (0, 1, 2, 5, 10, 50, 100, 500, 999):
 # From $t = 50$ on the two agree within a few per cent; they differ only in the last few steps
 # (at $t = 1$, $\tilde\beta_t$ is less than half of $\beta_t$). The very last step adds no noise with
 # either choice ($z = 0$ in Algorithm 2). Try it:
-# `samplers.sample(model, schedule, (16, 1, 28, 28), sampler="ddpm", variance="fixed_large")`,
+# `sampling.sample(model, schedule, (16, 1, 28, 28), sampler="ddpm", variance_type="fixed_large")`,
 # or read section 6.
 #
 # ## 6. The full sampler study
@@ -350,7 +354,7 @@ print(f"FID(DDPM fixed_large) / FID(DDPM fixed_small) = {rows['ddpm_large']['fid
 #
 # ## Summary
 #
-# * DDPM (Algorithm 2): $T$ stochastic steps, each $x_{t-1} = \mu_\theta(x_t, t) + \sigma_t z$ (`samplers.ddpm_step`).
+# * DDPM (Algorithm 2): $T$ stochastic steps, each $x_{t-1} = \mu_\theta(x_t, t) + \sigma_t z$ (`ddpm_step`, in `course_ddpm.ddpm`).
 # * The estimate $\hat x_0$ shows the digit long before $x_t$ does.
 # * DDIM (eq. 12) reuses the same model with 10–50 steps; $\eta = 0$ makes it a deterministic map
 #   from noise to digit, so noises can be interpolated (with slerp).

@@ -25,7 +25,7 @@ from course_ddpm.data import load_mnist  # noqa: E402
 from course_ddpm.plot_curves import sampler_tradeoff  # noqa: E402
 from course_ddpm.plot_images import image_grid, noising_strip, trajectory_strip  # noqa: E402
 from course_ddpm.results import load_result  # noqa: E402
-from course_ddpm.samplers import sample  # noqa: E402
+from course_ddpm.sampling import generate, sample  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,9 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     fig = trajectory_strip(result.trajectory[keep, 0], result.x0_preds[keep, 0], t_shown)
     fig.savefig(args.out / "reverse.png", dpi=100, bbox_inches="tight")
 
-    result = sample(model, schedule, (64, 1, 28, 28), sampler="ddim", steps=50, eta=0.0,
-                    generator=torch.Generator().manual_seed(0), progress=False)  # fmt: skip
-    fig = image_grid(result.x0, ncols=16, size=0.6)
+    samples = generate(model, schedule, 64, sampler="ddim", num_inference_steps=50, eta=0.0, seed=0, progress=False)
+    fig = image_grid(samples, ncols=16, size=0.6)
     fig.savefig(args.out / "samples.png", dpi=100, bbox_inches="tight")
 
     study = load_result("sampler_study")  # the shipped sampler study (course_ddpm.results)

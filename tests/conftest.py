@@ -6,11 +6,13 @@ is not on disk. Tests never download: run ``python -m course_ddpm.data`` (``make
 does) or set ``COURSE_DDPM_DATA``. With ``COURSE_DDPM_REQUIRE_MNIST=1`` (CI) a missing
 MNIST fails these tests instead of skipping them.
 
-Tests of the shipped MNIST classifier take the fixture ``shipped_classifier``; like any
-test whose dependency is missing (:func:`require_or_skip`), they are skipped without it,
-and fail instead with ``COURSE_DDPM_REQUIRE_TEST_DEPS=1`` (CI).
+Tests of the shipped MNIST classifier take the fixture ``shipped_classifier``. Other
+test-only dependencies (diffusers, ...) follow the same rule: a test calls
+:func:`require_or_skip` when one is missing, which skips it, or with
+``COURSE_DDPM_REQUIRE_TEST_DEPS=1`` (CI) fails it.
 
-``COURSE_DDPM_TEST_THREADS`` (default 2) sets torch's CPU threads.
+``COURSE_DDPM_TEST_THREADS`` (default 2) sets torch's CPU threads; modules of many tiny
+ops take the ``one_thread`` fixture instead of setting threads at import.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import torch
@@ -44,6 +47,17 @@ def _require_mnist() -> Path:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     return root
+
+
+def require_or_skip(reason: str) -> NoReturn:
+    """Skip the calling test (or module, at import) for ``reason``; fail it instead in CI.
+
+    With ``COURSE_DDPM_REQUIRE_TEST_DEPS=1`` a missing test dependency is a failure, so a
+    comparison that CI is meant to run cannot silently stop running.
+    """
+    if os.environ.get("COURSE_DDPM_REQUIRE_TEST_DEPS") == "1":
+        pytest.fail(f"{reason} (COURSE_DDPM_REQUIRE_TEST_DEPS=1)", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -85,9 +99,3 @@ def shipped_classifier() -> None:
             "retrain them with scripts/train_classifier.sh"
         )
 
-
-def require_or_skip(reason: str) -> None:
-    """Skip with ``reason``, or fail when COURSE_DDPM_REQUIRE_TEST_DEPS=1 (CI: a skip there is a defect)."""
-    if os.environ.get("COURSE_DDPM_REQUIRE_TEST_DEPS") == "1":
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)

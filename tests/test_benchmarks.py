@@ -21,9 +21,9 @@ import pytest
 import torch
 
 from course_ddpm.checkpoints import load_model, save_model, schedule_card
-from course_ddpm.evaluation import mnist_fid
+from course_ddpm.fid import mnist_fid
 from course_ddpm.networks import build_model, count_parameters, flops_per_image
-from course_ddpm.samplers import sample
+from course_ddpm.sampling import sample
 from course_ddpm.schedules import linear_schedule
 from course_ddpm.training_config import TrainConfig
 from course_ddpm.training_step import Batch
@@ -94,7 +94,8 @@ def test_ddim_eta0_samples_do_not_depend_on_batch_size():
     config = study.SamplerConfig("ddim5_eta0", "ddim", steps=5, eta=0.0)
     x_T = study.draw_x_T(6, seed=3)
     batched, _, _ = study.run_config(model, schedule, config, x_T, seed=0, batch_size=4, progress=False)
-    whole = sample(model, schedule, (6, 1, 28, 28), sampler="ddim", steps=5, eta=0.0, x_T=x_T, progress=False).x0
+    whole = sample(model, schedule, (6, 1, 28, 28), sampler="ddim", num_inference_steps=5, eta=0.0, x_T=x_T,
+                   progress=False).samples
     torch.testing.assert_close(batched, whole, rtol=1e-5, atol=1e-5)
 
 
@@ -123,8 +124,8 @@ def test_sampler_study_main_on_a_tiny_checkpoint(tmp_path, mnist_root, keep_thre
     assert set(result["reference"]) == {"4", "6"} and result["common_n"] == 4
     # the like-for-like column: DDIM's first 4 samples start from the x_T the DDPM rows used
     model, _ = load_model(checkpoint)
-    first4 = sample(model, linear_schedule(20, warn=False), (4, 1, 28, 28), sampler="ddim", steps=10, eta=0.0,
-                    x_T=study.draw_x_T(6, seed=0)[:4], progress=False).x0  # fmt: skip
+    first4 = sample(model, linear_schedule(20, warn=False), (4, 1, 28, 28), sampler="ddim", num_inference_steps=10,
+                    eta=0.0, x_T=study.draw_x_T(6, seed=0)[:4], progress=False).samples  # fmt: skip
     assert rows[2]["fid_common_n"] == pytest.approx(mnist_fid(first4), rel=1e-4)
     assert [r["fid_common_n"] == r["fid"] for r in rows] == [True, True, False, False]
     assert result["meta"]["checkpoint_step"] is None and result["T"] == 20

@@ -212,6 +212,6 @@ def test_evaluate_passes_the_options_and_writes_json(capsys, tmp_path, tiny_chec
                              "--seed", 5, "--device", "cpu", "--json", tmp_path / "r.json")  # fmt: skip
     assert code == 0, err
     assert "REPORT fid=1.5" in out
-    assert seen["n"] == 12 and seen["sampler"] == "ddpm" and seen["steps"] is None and seen["seed"] == 5
+    assert seen["n"] == 12 and seen["sampler"] == "ddpm" and seen["num_inference_steps"] is None and seen["seed"] == 5
     assert seen["T"] == 10 and str(seen["device"]) == "cpu"
     assert json.loads((tmp_path / "r.json").read_text())["fid"] == 1.5

@@ -31,7 +31,7 @@ import torch
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from course_ddpm import bound, elbo, evaluation, forward, reverse, samplers, training_step
+from course_ddpm import bound, ddim, ddpm, elbo, evaluation, fid, forward, reverse, sampling, training_step
 from course_ddpm.classifier import MNISTClassifier
 from course_ddpm.distributed import DistInfo
 from course_ddpm.networks import build_model
@@ -43,7 +43,7 @@ META = torch.device("meta")
 SCHED = cosine_schedule(10)  # a short chain: every path runs in milliseconds on meta
 TINY_UNET = dict(base_channels=8, channel_mults=(1, 2), attention=True, groups=4)
 SHAPE = (2, 1, 8, 8)
-_PACKAGE = str(Path(samplers.__file__).parent)
+_PACKAGE = str(Path(sampling.__file__).parent)
 
 
 @dataclass(frozen=True)
@@ -152,16 +152,17 @@ def test_the_audit_answers_recorded_reads_from_what_the_device_holds():
 # --------------------------------------------------------------------------- sampling
 @pytest.mark.parametrize(
     "kw",
-    [dict(sampler="ddpm"), dict(sampler="ddpm", variance="fixed_large", clip_x0=False),
-     dict(sampler="ddim", steps=4, eta=0.0), dict(sampler="ddim", steps=4, eta=1.0, spacing="trailing")],
+    [dict(sampler="ddpm"), dict(sampler="ddpm", variance_type="fixed_large", clip_x0=False),
+     dict(sampler="ddim", num_inference_steps=4, eta=0.0),
+     dict(sampler="ddim", num_inference_steps=4, eta=1.0, spacing="trailing")],
     ids=["ddpm", "ddpm-large", "ddim-eta0", "ddim-eta1"],
 )  # fmt: skip
 def test_sampling_loop_keeps_float64_off_the_device_and_never_reads_it(kw):
     model = tiny_unet()
     with Audit() as audit:
-        result = samplers.sample(model, SCHED, SHAPE, device=META, progress=False, **kw)
+        result = sampling.sample(model, SCHED, SHAPE, device=META, progress=False, **kw)
     audit.assert_no_float64()
-    assert result.x0.device == META and result.x0.dtype == torch.float32
+    assert result.samples.device == META and result.samples.dtype == torch.float32
 
 
 @pytest.mark.parametrize("guidance_scale", [None, 3.0])
@@ -169,15 +170,15 @@ def test_conditional_sampling_with_guidance_on_the_device(guidance_scale):
     model = tiny_unet(num_classes=3)
     y = torch.tensor([0, 2])  # on the CPU: sample moves the labels once, before the loop
     with Audit() as audit:
-        for kw in (dict(sampler="ddpm"), dict(sampler="ddim", steps=3, eta=1.0)):
-            samplers.sample(model, SCHED, SHAPE, device=META, y=y, guidance_scale=guidance_scale, progress=False, **kw)
+        for kw in (dict(sampler="ddpm"), dict(sampler="ddim", num_inference_steps=3, eta=1.0)):
+            sampling.sample(model, SCHED, SHAPE, device=META, y=y, guidance_scale=guidance_scale, progress=False, **kw)
     audit.assert_no_float64()
 
 
 def test_ddim_inversion_on_the_device():
     model = tiny_unet()
     with Audit() as audit:
-        x_T = samplers.ddim_invert(model, SCHED, meta_randn(*SHAPE), steps=4, progress=False)
+        x_T = sampling.ddim_invert(model, SCHED, meta_randn(*SHAPE), num_inference_steps=4, progress=False)
     audit.assert_no_float64()
     assert x_T.device == META
 
@@ -186,31 +187,31 @@ def test_single_steps_with_tensor_t_on_the_device():
     x_t, eps_pred, z = meta_randn(*SHAPE), meta_randn(*SHAPE), meta_randn(*SHAPE)
     t, t_prev = torch.tensor([9, 4], device=META), torch.tensor([4, -1], device=META)
     with Audit() as audit:
-        for variance in ("fixed_small", "fixed_large"):
-            samplers.ddpm_step(SCHED, x_t, t, eps_pred, variance=variance, noise=z, clip_x0=True)
-        samplers.ddpm_step(SCHED, x_t, 5, eps_pred)  # int t: z drawn on the device
-        samplers.ddim_invert_step(SCHED, x_t, t_prev, t, eps_pred)
+        for variance_type in ("fixed_small", "fixed_large"):
+            ddpm.ddpm_step(SCHED, x_t, t, eps_pred, variance_type=variance_type, noise=z, clip_x0=True)
+        ddpm.ddpm_step(SCHED, x_t, 5, eps_pred)  # int t: z drawn on the device
+        ddim.ddim_invert_step(SCHED, x_t, t_prev, t, eps_pred)
         # ddim_step computes its coefficients from (t, t_prev) in float64 on the CPU: with
         # indices on the CPU (tensors or ints, as sample passes them) nothing is read.
         for eta in (0.0, 1.0):
-            samplers.ddim_step(SCHED, x_t, torch.tensor([9, 4]), torch.tensor([4, -1]), eps_pred, eta=eta, clip_x0=True)
-            samplers.ddim_step(SCHED, x_t, 9, -1, eps_pred, eta=eta, noise=z)
+            ddim.ddim_step(SCHED, x_t, torch.tensor([9, 4]), torch.tensor([4, -1]), eps_pred, eta=eta, clip_x0=True)
+            ddim.ddim_step(SCHED, x_t, 9, -1, eps_pred, eta=eta, noise=z)
     audit.assert_no_float64()
 
 
 def test_steps_that_read_device_indices_read_only_them():
-    """Two steps read tensor indices on the device, once per call (documented in samplers):
+    """Two steps read tensor indices on the device, once per call (documented in ddpm and ddim):
     ddim_step copies (t, t_prev) to the CPU, and ddpm_step without ``noise`` asks whether
     any t > 0 to decide whether to draw z. Meta cannot be read, so the audit answers."""
     x_t, eps_pred = meta_randn(*SHAPE), meta_randn(*SHAPE)
     t, t_prev = torch.tensor([9, 4], device=META), torch.tensor([4, -1], device=META)
     holds = [(t, torch.tensor([9, 4])), (t_prev, torch.tensor([4, -1]))]
     with Audit(reads=True, holds=holds) as audit:
-        samplers.ddim_step(SCHED, x_t, t, t_prev, eps_pred, eta=1.0)
+        ddim.ddim_step(SCHED, x_t, t, t_prev, eps_pred, eta=1.0)
     audit.assert_no_float64()
     assert [(e.op, e.function) for e in audit.reads] == [("aten._to_copy.default", "_on_cpu")] * 2
     with Audit(reads=True) as audit:
-        samplers.ddpm_step(SCHED, x_t, t, eps_pred)
+        ddpm.ddpm_step(SCHED, x_t, t, eps_pred)
     audit.assert_no_float64()
     assert [(e.op, e.function) for e in audit.reads] == [("aten._local_scalar_dense.default", "ddpm_step")]
 
@@ -219,10 +220,10 @@ def test_slerp_computes_in_float64_on_the_cpu_and_returns_to_the_device():
     x_a, x_b = meta_randn(1, 8, 8), meta_randn(1, 8, 8)
     holds = [(x_a, torch.randn(1, 8, 8)), (x_b, torch.randn(1, 8, 8))]
     with Audit(reads=True, holds=holds) as audit:
-        out = samplers.slerp(x_a, x_b, torch.tensor([0.25, 0.5], device=META))
+        out = ddim.slerp(x_a, x_b, torch.tensor([0.25, 0.5], device=META))
     audit.assert_no_float64()
     assert out.device == META and out.dtype == torch.float32 and out.shape == (2, 1, 8, 8)
-    assert {e.function for e in audit.reads} == {"slerp"}  # the two noises and alpha, once
+    assert {e.function for e in audit.reads} == {"slerp"}  # the two noises and lam, once
 
 
 # --------------------------------------------------------- forward process, reverse step
@@ -240,7 +241,7 @@ def test_forward_process_and_reverse_step_on_the_device():
         forward.x0_from_score(SCHED, x_t, t, forward.score_from_eps(SCHED, t, eps))
         forward.eps_from_score(SCHED, t, eps)
         forward.q_trajectory(SCHED, x0)
-        reverse.p_mean_variance(SCHED, x_t, t, eps, variance="fixed_large", clip_x0=True)
+        reverse.p_mean_variance(SCHED, x_t, t, eps, variance_type="fixed_large", clip_x0=True)
         broadcast(SCHED.alpha_bar, t, x0.to(torch.bfloat16))
     audit.assert_no_float64()
 
@@ -297,7 +298,7 @@ def _grid_images(*shape: int) -> torch.Tensor:
 def test_variational_bound_reads_only_its_input_check_once_whatever_t():
     model = tiny_unet().eval()
     with Audit(reads=True) as audit:
-        vb = bound.variational_bound(model, SCHED, _grid_images(*SHAPE), variance="fixed_large")
+        vb = bound.variational_bound(model, SCHED, _grid_images(*SHAPE), variance_type="fixed_large")
     audit.assert_no_float64()
     assert vb.total_bpd.device == META and vb.terms_bpd.shape == (2, SCHED.T)
     # discretized_gaussian_log_likelihood checks that x is on the 256-level grid (min, max,
@@ -311,27 +312,26 @@ def test_toy_elbo_forms_on_the_device():
     t = torch.tensor([1, 8, 3, 0], device=META)
     with Audit() as audit:
         elbo.elbo_denoising_form(SCHED, trajectory, mixture.eps_model(SCHED))
-        elbo.elbo_consistency_form(SCHED, trajectory, mixture.eps_model(SCHED), variance="fixed_large")
+        elbo.elbo_consistency_form(SCHED, trajectory, mixture.eps_model(SCHED), variance_type="fixed_large")
         mixture.noised_log_prob(SCHED, trajectory[3], t)
         bound.prior_bpd(SCHED, _grid_images(*SHAPE))
     audit.assert_no_float64()
 
 
-def test_generation_and_classifier_features_on_the_device(monkeypatch):
-    # meta has no random generator ("META device type not an accelerator"): the global RNG
-    # (generator None) stands in for the device generator that generate makes.
-    monkeypatch.setattr(evaluation, "_generator", lambda device, seed: None)
+def test_generation_and_classifier_features_on_the_device():
+    # meta has no random generator ("META device type not an accelerator"): seed=None, the
+    # global RNG, stands in for the device generator that generate makes from a seed.
     model = build_model("unet", **TINY_UNET, num_classes=10).to(META)
     with Audit(reads=True) as audit:
-        images, labels = evaluation.generate(model, SCHED, n=3, steps=2, batch_size=2, device=META,
-                                             guidance_scale=2.0, progress=False)  # fmt: skip
+        images = sampling.generate(model, SCHED, 3, labels=torch.arange(3), guidance_scale=2.0, num_inference_steps=2,
+                                   seed=None, batch_size=2, device=META, progress=False)  # fmt: skip
     audit.assert_no_float64()
-    assert images.device.type == "cpu" and images.shape == (3, 1, 28, 28) and labels.tolist() == [0, 1, 2]
+    assert images.device.type == "cpu" and images.shape == (3, 1, 28, 28)
     assert [e.function for e in audit.reads] == ["generate"] * 2  # one copy to the CPU per batch
 
     classifier = MNISTClassifier().to(META)
     with Audit(reads=True) as audit:
-        features, probs = evaluation.classifier_outputs(torch.zeros(3, 1, 28, 28), classifier, batch_size=2)
+        features, probs = fid.classifier_outputs(torch.zeros(3, 1, 28, 28), classifier, batch_size=2)
     audit.assert_no_float64()
     assert features.dtype == probs.dtype == torch.float64 and features.device.type == "cpu"
     assert {e.function for e in audit.reads} == {"classifier_outputs"}
@@ -339,7 +339,8 @@ def test_generation_and_classifier_features_on_the_device(monkeypatch):
 
 @pytest.mark.mnist
 def test_bits_per_dim_on_the_device(monkeypatch):
-    monkeypatch.setattr(evaluation, "_generator", lambda device, seed: None)  # as above
+    # meta has no random generator: the global RNG (generator None) stands in for the seeded one
+    monkeypatch.setattr(evaluation, "_generator", lambda device, seed: None)
     model = build_model("unet", **TINY_UNET).to(META)
     with Audit(reads=True) as audit:
         bpd = evaluation.bits_per_dim(model, SCHED, n=3, batch_size=2, device=META, progress=False)

@@ -1,6 +1,7 @@
 """Parity with Hugging Face diffusers' DDPMScheduler / DDIMScheduler (an independent implementation).
 
-diffusers is a test-only dependency; without it this file is skipped.
+diffusers is a test-only dependency; without it this file is skipped, or fails with
+``COURSE_DDPM_REQUIRE_TEST_DEPS=1`` (CI; see ``conftest.require_or_skip``).
 
 Names (ours -> diffusers)
 -------------------------
@@ -13,8 +14,9 @@ code index t = 0..T-1                       ``timestep`` (same convention, same 
 ``cosine_schedule(T)``                      ``beta_schedule="squaredcos_cap_v2"``
 ``forward.q_sample(s, x0, t, eps)``         ``add_noise(original_samples, noise, timesteps)``
 ``ddpm_step(s, x_t, t, eps_pred, ...)``     ``DDPMScheduler.step(model_output, timestep, sample,
-                                            generator)``, ``clip_sample=False``
-``variance="fixed_small" / "fixed_large"``  ``variance_type="fixed_small" / "fixed_large"``
+                                            generator)``
+``variance_type="fixed_small" / ...``       ``variance_type="fixed_small" / "fixed_large"``
+``clip_x0=False`` / ``True`` (default)      ``clip_sample=False`` / ``True`` (default)
 ``ddim_step(s, x_t, t, t_prev, eps_pred,    ``DDIMScheduler.step(model_output, timestep, sample,
 eta, noise)``                               eta, variance_noise=noise)``, ``set_alpha_to_one=True``
 t_prev = -1 (alpha_bar = 1)                 ``final_alpha_cumprod = 1``
@@ -22,6 +24,7 @@ t_prev = -1 (alpha_bar = 1)                 ``final_alpha_cumprod = 1``
 ``timesteps(T, K, spacing)``                ``set_timesteps(K)`` with ``timestep_spacing=spacing``
 ``ddim_invert_step``                        ``DDIMInverseScheduler.step``
 ``StepOutput.x_prev / x0_pred``             ``prev_sample / pred_original_sample``
+``InversionStepOutput.x_next``              ``prev_sample`` of ``DDIMInverseScheduler``
 ==========================================  ===================================================
 
 diffusers keeps everything in float32; our schedules are float64, cast when used. So
@@ -35,14 +38,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-diffusers = pytest.importorskip("diffusers")
+from conftest import require_or_skip
+from course_ddpm.ddim import ddim_invert_step, ddim_step, timesteps
+from course_ddpm.ddpm import ddpm_step
+from course_ddpm.forward import q_sample
+from course_ddpm.sampling import sample
+from course_ddpm.schedules import cosine_schedule, linear_schedule
+from course_ddpm.toy import GaussianMixture
 
-from course_ddpm.forward import q_sample  # noqa: E402
-from course_ddpm.samplers import ddim_invert_step, ddim_step, ddpm_step, sample, timesteps  # noqa: E402
-from course_ddpm.schedules import cosine_schedule, linear_schedule  # noqa: E402
-from course_ddpm.toy import GaussianMixture  # noqa: E402
+try:
+    import diffusers
+except ImportError as err:  # a test dependency: pip install -e ".[test]"
+    require_or_skip(f"diffusers does not import ({err}); it is the independent implementation compared here")
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 T = 1000
 SHAPE = (3, 1, 4, 4)
@@ -109,12 +118,12 @@ def test_add_noise_is_q_sample():
 
 
 # ------------------------------------------------------------------------- DDPM step
-@pytest.mark.parametrize("variance", ["fixed_small", "fixed_large"])
+@pytest.mark.parametrize("variance_type", ["fixed_small", "fixed_large"])
 @pytest.mark.parametrize("beta_schedule", ["linear", "squaredcos_cap_v2"])
-def test_ddpm_step(variance, beta_schedule):
+def test_ddpm_step(variance_type, beta_schedule):
     schedule = linear_schedule(T) if beta_schedule == "linear" else cosine_schedule(T)
     scheduler = diffusers.DDPMScheduler(
-        num_train_timesteps=T, beta_schedule=beta_schedule, variance_type=variance, clip_sample=False
+        num_train_timesteps=T, beta_schedule=beta_schedule, variance_type=variance_type, clip_sample=False
     )
     _use_our_alpha_bar(scheduler, schedule)
     for t in [T - 1, 700, 300, 50, 1, 0]:
@@ -122,12 +131,13 @@ def test_ddpm_step(variance, beta_schedule):
         theirs = scheduler.step(eps_pred, t, x_t, generator=_gen(t))
         scale = 1.0 / schedule.alpha_bar[t].sqrt().item()
         # (a) the same seeded generator: we draw z exactly as diffusers does (only for t > 0)
-        ours = ddpm_step(schedule, x_t, t, eps_pred, variance=variance, generator=_gen(t))
+        ours = ddpm_step(schedule, x_t, t, eps_pred, variance_type=variance_type, generator=_gen(t), clip_x0=False)
         _close(ours.x0_pred, theirs.pred_original_sample, scale)
         _close(ours.x_prev, theirs.prev_sample, scale)
         # (b) the same z passed explicitly
         z = torch.randn(SHAPE, generator=_gen(t))
-        _close(ddpm_step(schedule, x_t, t, eps_pred, variance=variance, noise=z).x_prev, theirs.prev_sample, scale)
+        ours = ddpm_step(schedule, x_t, t, eps_pred, variance_type=variance_type, noise=z, clip_x0=False)
+        _close(ours.x_prev, theirs.prev_sample, scale)
 
 
 def test_ddpm_step_with_clipping():
@@ -155,7 +165,7 @@ def test_whole_ddpm_chain_matches_a_diffusers_loop_with_the_same_seed():
         eps_pred = model(x, torch.full((SHAPE[0],), int(t)))
         x = scheduler.step(eps_pred, int(t), x, generator=g).prev_sample
     ours = sample(model, schedule, SHAPE, sampler="ddpm", generator=_gen(3), clip_x0=False, progress=False)
-    torch.testing.assert_close(ours.x0, x, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ours.samples, x, rtol=1e-4, atol=1e-4)
 
 
 # ------------------------------------------------------------------------- DDIM step
@@ -172,7 +182,7 @@ def test_ddim_step(eta, steps):
         x_t, eps_pred = _inputs(schedule, t, seed=i)
         z = torch.randn(SHAPE, generator=_gen(100 + i))
         theirs = scheduler.step(eps_pred, t, x_t, eta=eta, variance_noise=z)
-        ours = ddim_step(schedule, x_t, t, t_prev, eps_pred, eta=eta, noise=z)
+        ours = ddim_step(schedule, x_t, t, t_prev, eps_pred, eta=eta, noise=z, clip_x0=False)
         scale = 1.0 / schedule.alpha_bar[t].sqrt().item()
         _close(ours.x0_pred, theirs.pred_original_sample, scale)
         _close(ours.x_prev, theirs.prev_sample, scale)
@@ -208,7 +218,7 @@ def test_ddim_eta1_on_a_subsequence_is_diffusers_respaced_ddpm():
         x_t, eps_pred = _inputs(schedule, t, seed=i)
         theirs = scheduler.step(eps_pred, t, x_t, generator=_gen(i))
         z = torch.randn(SHAPE, generator=_gen(i)) if t > 0 else torch.zeros(SHAPE)
-        ours = ddim_step(schedule, x_t, t, t_prev, eps_pred, eta=1.0, noise=z)
+        ours = ddim_step(schedule, x_t, t, t_prev, eps_pred, eta=1.0, noise=z, clip_x0=False)
         _close(ours.x_prev, theirs.prev_sample, 1.0 / schedule.alpha_bar[t].sqrt().item())
 
 
@@ -221,8 +231,9 @@ def test_whole_ddim_chain_matches_a_diffusers_loop():
     x = x_T
     for t in scheduler.timesteps:
         x = scheduler.step(model(x, torch.full((SHAPE[0],), int(t))), int(t), x, eta=0.0).prev_sample
-    ours = sample(model, schedule, SHAPE, sampler="ddim", steps=40, x_T=x_T, clip_x0=False, progress=False)
-    torch.testing.assert_close(ours.x0, x, rtol=1e-4, atol=1e-4)
+    ours = sample(model, schedule, SHAPE, sampler="ddim", num_inference_steps=40, x_T=x_T, clip_x0=False,
+                  progress=False)
+    torch.testing.assert_close(ours.samples, x, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
@@ -254,5 +265,5 @@ def test_ddim_invert_step_matches_ddim_inverse_scheduler():
         ours = ddim_invert_step(schedule, x_t, t, t_next, eps_pred)
         scale = 1.0 / schedule.alpha_bar[max(t, 0)].sqrt().item()
         _close(ours.x0_pred, theirs.pred_original_sample, scale)
-        _close(ours.x_prev, theirs.prev_sample, scale)
+        _close(ours.x_next, theirs.prev_sample, scale)
         t = t_next

@@ -1,8 +1,8 @@
-"""Tests for course_ddpm.evaluation: Fréchet distance, MNIST-FID, digit histogram, bits/dim.
+"""Tests for course_ddpm.evaluation: digit histogram, bits/dim, evaluate and its report.
 
-The Fréchet distance is checked against the closed form for Gaussians whose sample
-means and covariances are set exactly, and against scipy's matrix square root, so the
-torchmetrics wiring is tested by code that shares nothing with it.
+Each measure is checked against something that does not share its code: a hand-built
+classifier whose softmax is known in closed form, a perfect noise predictor whose
+variational bound has a known value in every term, and the normal CDF for the decoder.
 """
 
 from __future__ import annotations
@@ -10,89 +10,32 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
-import scipy.linalg
 import torch
 from torch import nn
 
+from conftest import require_or_skip
 from course_ddpm import evaluation
 from course_ddpm.classifier import ClassifierConfig, MNISTClassifier
-from course_ddpm.evaluation import (
-    classifier_outputs,
-    digit_histogram,
-    frechet_distance,
-    kl_from_uniform,
-    mean_confidence,
-    mnist_fid,
-)
+from course_ddpm.evaluation import digit_histogram, kl_from_uniform, mean_confidence
 
 needs_classifier = pytest.mark.usefixtures("shipped_classifier")  # skipped without its weights; failed in CI
 
 
-def exact_gaussian_sample(mu: torch.Tensor, cov: torch.Tensor, n: int, seed: int) -> torch.Tensor:
-    """n points (n, d) whose sample mean is exactly mu and unbiased sample covariance exactly cov."""
-    z = torch.randn(n, len(mu), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    z = z - z.mean(0)
-    whiten = torch.linalg.cholesky(z.T @ z / (n - 1))  # sample cov of z = whiten whiten^T
-    z = torch.linalg.solve_triangular(whiten, z.T, upper=False).T  # sample cov now I
-    return mu + z @ torch.linalg.cholesky(cov).T
-
-
-def closed_form_fd_commuting(mu1, d1, mu2, d2) -> float:
-    """FD for covariances with common eigenvectors and eigenvalues d1, d2: elementwise sqrt."""
-    return float(((mu1 - mu2) ** 2).sum() + ((d1.sqrt() - d2.sqrt()) ** 2).sum())
-
-
-def test_fd_of_diagonal_gaussians_matches_closed_form():
-    d = 6
-    mu1, mu2 = torch.linspace(-1, 1, d, dtype=torch.float64), torch.linspace(0, 3, d, dtype=torch.float64)
-    v1, v2 = torch.linspace(0.5, 2, d, dtype=torch.float64), torch.linspace(3, 0.1, d, dtype=torch.float64)
-    a = exact_gaussian_sample(mu1, torch.diag(v1), 200, seed=0)
-    b = exact_gaussian_sample(mu2, torch.diag(v2), 300, seed=1)
-    expected = closed_form_fd_commuting(mu1, v1, mu2, v2)
-    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-8)
-    assert frechet_distance(b, a) == pytest.approx(expected, rel=1e-8)
-
-
-def test_fd_of_rotated_commuting_gaussians_matches_closed_form():
-    d = 5
-    q, _ = torch.linalg.qr(torch.randn(d, d, generator=torch.Generator().manual_seed(3), dtype=torch.float64))
-    v1 = torch.tensor([0.2, 0.5, 1.0, 2.0, 4.0], dtype=torch.float64)
-    v2 = torch.tensor([1.0, 1.0, 0.3, 5.0, 0.05], dtype=torch.float64)
-    mu1, mu2 = torch.zeros(d, dtype=torch.float64), torch.full((d,), 0.5, dtype=torch.float64)
-    a = exact_gaussian_sample(mu1, q @ torch.diag(v1) @ q.T, 100, seed=4)
-    b = exact_gaussian_sample(mu2, q @ torch.diag(v2) @ q.T, 100, seed=5)
-    assert frechet_distance(a, b) == pytest.approx(closed_form_fd_commuting(mu1, v1, mu2, v2), rel=1e-7)
-
-
-def test_fd_matches_scipy_sqrtm_for_general_covariances():
-    gen = torch.Generator().manual_seed(7)
-    a = torch.randn(400, 8, generator=gen, dtype=torch.float64) @ torch.randn(8, 8, generator=gen, dtype=torch.float64)
-    b = torch.randn(300, 8, generator=gen, dtype=torch.float64) @ torch.randn(8, 8, generator=gen, dtype=torch.float64)
-    a_np, b_np = a.numpy(), b.numpy()
-    s1, s2 = np.cov(a_np, rowvar=False), np.cov(b_np, rowvar=False)
-    expected = ((a_np.mean(0) - b_np.mean(0)) ** 2).sum() + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
-    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-8)
-
-
-def test_fd_of_a_set_with_itself_is_zero_and_input_checks():
-    x = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
-    assert abs(frechet_distance(x, x)) < 1e-8
-    with pytest.raises(ValueError, match="N >= 2"):
-        frechet_distance(x[:1], x)
-    with pytest.raises(ValueError, match="widths differ"):
-        frechet_distance(x, x[:, :3])
-
-
-def _biased_classifier(digit: int) -> MNISTClassifier:
-    """A tiny classifier whose logits always favour ``digit`` by 100 (untrained weights ~ 0)."""
+def _fixed_logits_classifier(logits: torch.Tensor) -> MNISTClassifier:
+    """A tiny classifier whose logits are ``logits`` (10,) for every image: softmax known in closed form."""
     model = MNISTClassifier(ClassifierConfig(channels=(4, 8), hidden=16)).eval()
     with torch.no_grad():
         model.fc2.weight.zero_()
-        model.fc2.bias.zero_()
-        model.fc2.bias[digit] = 100.0
+        model.fc2.bias.copy_(logits)
     return model
+
+
+def _biased_classifier(digit: int) -> MNISTClassifier:
+    """Logits that favour ``digit`` by 100: every image is that digit, with confidence 1."""
+    logits = torch.zeros(10)
+    logits[digit] = 100.0
+    return _fixed_logits_classifier(logits)
 
 
 def test_histogram_of_a_one_class_set_puts_all_mass_on_it():
@@ -107,9 +50,7 @@ def test_histogram_of_a_one_class_set_puts_all_mass_on_it():
 
 
 def test_mean_confidence_of_a_classifier_with_equal_logits_is_one_tenth():
-    model = _biased_classifier(0)
-    with torch.no_grad():
-        model.fc2.bias.zero_()
+    model = _fixed_logits_classifier(torch.zeros(10))
     assert mean_confidence(torch.zeros(4, 1, 28, 28), classifier=model) == pytest.approx(0.1)
 
 
@@ -123,45 +64,8 @@ def test_kl_from_uniform_closed_forms():
         kl_from_uniform(torch.tensor([0.5, 0.6]))
 
 
-def test_classifier_outputs_checks_shape_and_clamps():
-    model = _biased_classifier(1)
-    with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
-        classifier_outputs(torch.zeros(3, 28, 28), model)
-    x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 4 - 2  # overshoots [-1, 1]
-    f_raw, p_raw = classifier_outputs(x, model, batch_size=4)
-    f_clamped, _ = classifier_outputs(x.clamp(-1, 1), model, batch_size=4)
-    torch.testing.assert_close(f_raw, f_clamped, rtol=0, atol=0)
-    torch.testing.assert_close(f_raw, model.features(x.clamp(-1, 1)).double(), rtol=1e-5, atol=1e-6)
-    assert f_raw.dtype == p_raw.dtype == torch.float64
-    torch.testing.assert_close(p_raw.sum(1), torch.ones(6, dtype=torch.float64))
-
-
-@needs_classifier
-def test_mnist_fid_of_a_set_against_itself_is_zero():
-    x = torch.rand(300, 1, 28, 28) * 2 - 1
-    assert abs(mnist_fid(x, x)) < 1e-6
-    y = torch.rand(300, 1, 28, 28) * 2 - 1
-    assert mnist_fid(x, y) > 0
-
-
-@needs_classifier
 @pytest.mark.mnist
-def test_noise_is_far_above_the_floor_and_real_digits_are_near_it():
-    from course_ddpm.data import load_mnist
-
-    points = evaluation.fid_reference_points(500)
-    assert points["n"] == 500
-    assert 0 < points["floor"] < points["ceiling"] / 20
-    # A class-imbalanced set of real digits (only 0s and 1s) lies between the two.
-    x, y = load_mnist(train=True)
-    zeros_and_ones = x[(y <= 1)][:500]
-    fid_01 = mnist_fid(zeros_and_ones)
-    assert points["floor"] * 5 < fid_01 < points["ceiling"]
-
-
-@needs_classifier
-@pytest.mark.mnist
-def test_histogram_of_real_test_digits_follows_their_labels():
+def test_histogram_of_real_test_digits_follows_their_labels(shipped_classifier):
     from course_ddpm.data import load_mnist
 
     x, y = load_mnist(train=False)
@@ -173,7 +77,7 @@ def test_histogram_of_real_test_digits_follows_their_labels():
 
 
 class ZeroEps(nn.Module):
-    """eps_pred = 0: a "model" whose bound has a closed form in every piece we need."""
+    """eps_pred = 0: a "model" that has learnt nothing; it records the labels it is given."""
 
     def __init__(self, num_classes: int | None = None):
         super().__init__()
@@ -185,26 +89,43 @@ class ZeroEps(nn.Module):
         return torch.zeros_like(x_t)
 
 
+class PointOracle(nn.Module):
+    """The perfect noise predictor for data that is exactly the batch ``x0``:
+    eps(x_t, t) = (x_t - sqrt(alpha_bar_t) x0) / sqrt(1 - alpha_bar_t), so x0_pred = x0."""
+
+    def __init__(self, schedule, x0: torch.Tensor):
+        super().__init__()
+        self.config = type("Config", (), {"num_classes": None})()
+        self.schedule, self.x0 = schedule, x0
+
+    def forward(self, x_t, t, y=None):
+        ab = self.schedule.alpha_bar[t].view(-1, 1, 1, 1)  # float64
+        return ((x_t.double() - ab.sqrt() * self.x0.double()) / (1 - ab).sqrt()).to(x_t.dtype)
+
+
 @pytest.mark.mnist
-def test_bits_per_dim_pieces_add_up_to_the_total():
+def test_bits_per_dim_of_a_perfect_predictor_is_prior_plus_decoder_floor():
+    """Every term in closed form: with x0_pred = x0 the reverse step is the forward posterior, so each
+    L_{t-1} (t >= 2) is KL(q || q) = 0; L_0 is the decoder floor; L_T is the Gaussian KL to N(0, I)."""
     from course_ddpm.data import load_mnist
     from course_ddpm.bound import variational_bound
     from course_ddpm.schedules import make_schedule
 
     schedule = make_schedule("linear", 20, warn=False)
-    bpd = evaluation.bits_per_dim(ZeroEps(), schedule, n=6, batch_size=4, seed=0, progress=False)
-    assert bpd["n"] == 6 and bpd["conditional"] is False
-    assert bpd["prior"] + bpd["decoder"] + bpd["diffusion"] == pytest.approx(bpd["total"], rel=1e-6)
-    # Independently: the same two batches through variational_bound directly.
     x_test, _ = load_mnist(train=False)
-    gen = torch.Generator().manual_seed(0)
-    batches = x_test[:6].split(4)
-    totals = torch.cat([variational_bound(ZeroEps(), schedule, x, generator=gen).total_bpd for x in batches])
-    assert bpd["total"] == pytest.approx(float(totals.mean()), rel=1e-6)
-    assert all(v > 0 for k, v in bpd.items() if k in ("total", "prior", "decoder", "diffusion"))
-    # a model that predicts eps = 0 pays more in L_0 than the perfect predictor's floor
-    assert 0 < bpd["decoder_floor"] < bpd["decoder"]
-    assert bpd["decoder_floor"] == evaluation.decoder_floor_bpd(schedule, x_test[:6], seed=0)
+    x0 = x_test[:4]
+    bpd = evaluation.bits_per_dim(PointOracle(schedule, x0), schedule, n=4, batch_size=4, seed=0, progress=False)
+    assert bpd["n"] == 4 and bpd["conditional"] is False
+    # L_T: KL(N(sqrt(a) x0, 1 - a) || N(0, 1)) = (a x0^2 - a - log(1 - a)) / 2 per pixel, a = alpha_bar_T
+    a = schedule.alpha_bar[-1].item()
+    prior = (0.5 * (a * x0.double() ** 2 - a - math.log1p(-a))).flatten(1).mean(1) / math.log(2)  # (4,) bits/dim
+    assert bpd["prior"] == pytest.approx(float(prior.mean()), rel=1e-5)
+    assert abs(bpd["diffusion"]) < 1e-6  # KL(q || q), up to float32 rounding of x0_pred
+    assert bpd["decoder"] == pytest.approx(bpd["decoder_floor"], rel=1e-5)
+    assert bpd["total"] == pytest.approx(float(prior.mean()) + bpd["decoder_floor"], rel=1e-5)
+    # and a worse predictor pays more in the decoder term than the floor
+    worse = evaluation.bits_per_dim(ZeroEps(), schedule, n=4, batch_size=4, seed=0, progress=False)
+    assert worse["decoder"] > bpd["decoder_floor"] and worse["diffusion"] > 0.1
 
 
 @pytest.mark.mnist
@@ -218,27 +139,39 @@ def test_bits_per_dim_gives_a_conditional_model_the_true_labels():
     assert all(torch.equal(y, y_test[:5]) for y in model.seen_y)
 
 
-@needs_classifier
 @pytest.mark.mnist
-def test_evaluate_reports_everything_json_safe():
+def test_evaluate_with_a_classifier_of_known_softmax():
+    from course_ddpm.fid import fid_reference_points, mnist_fid
+    from course_ddpm.sampling import generate
     from course_ddpm.schedules import make_schedule
 
+    logits = torch.linspace(0.0, 2.7, 10)  # every image: p = softmax(logits), top class 9
+    classifier = _fixed_logits_classifier(logits)
+    p = torch.softmax(logits.double(), dim=0)
     model = ZeroEps(num_classes=10)
     schedule = make_schedule("linear", 10, warn=False)
-    d = evaluation.evaluate(model, schedule, n=30, steps=5, batch_size=16, bpd_subset=4, progress=False)
+    d = evaluation.evaluate(model, schedule, n=30, num_inference_steps=5, batch_size=16, bpd_subset=4,
+                            classifier=classifier, progress=False)  # fmt: skip
     json.dumps(d)  # JSON-safe
-    assert d["n"] == 30 and sum(d["digit_counts"]) == 30
-    assert sum(d["digit_fractions"]) == pytest.approx(1.0)
-    assert d["fid_floor"] < d["fid_ceiling"] and d["fid"] > 0
-    assert 0 <= d["kl_from_uniform"] <= math.log(10) + 1e-9
-    assert 0.1 <= d["mean_confidence"] <= 1
-    assert 0 <= d["class_accuracy"] <= 1  # the model is conditional
+    assert (d["n"], d["sampler"], d["steps"], d["eta"]) == (30, "ddim", 5, 0.0)
+    assert d["digit_counts"] == [0] * 9 + [30] and d["digit_fractions"] == [0.0] * 9 + [1.0]
+    assert d["kl_from_uniform"] == pytest.approx(math.log(10))
+    assert d["mean_confidence"] == pytest.approx(float(p[9]), rel=1e-12)
+    assert d["mean_confidence_test"] == pytest.approx(float(p[9]), rel=1e-12)
+    assert d["class_accuracy"] == pytest.approx(3 / 30)  # labels 0..9 three times; all classified 9
+    assert d["classifier_sha256"] is None  # not the shipped classifier
     labels = torch.cat([y for y in model.seen_y[: 2 * 5] if y is not None])  # the sampling calls
     assert torch.equal(labels[:16], torch.arange(16) % 10)
+    # the FID and its yardsticks are those of the fid module for the same samples and classifier
+    samples = generate(model, schedule, 30, labels=torch.arange(30) % 10, num_inference_steps=5, batch_size=16,
+                       progress=False)  # fmt: skip
+    assert d["fid"] == pytest.approx(mnist_fid(samples, classifier=classifier), rel=1e-9)
+    reference = fid_reference_points(30, classifier=classifier, seed=0)
+    assert (d["fid_floor"], d["fid_ceiling"]) == pytest.approx((reference["floor"], reference["ceiling"]), rel=1e-9)
     b = d["bpd"]
-    assert b["prior"] + b["decoder"] + b["diffusion"] == pytest.approx(b["total"], rel=1e-6)
+    assert b["n"] == 4 and b["conditional"] is True
     report = evaluation.format_report(d)
-    for text in ("MNIST-FID", f"{d['fid']:.3f}", "class accuracy", "bits/dim", f"{b['total']:.4f}"):
+    for text in ("MNIST-FID", f"{d['fid']:.3f}", "class accuracy", "bits/dim", f"{b['total']:.4f}", "5 steps"):
         assert text in report
 
 

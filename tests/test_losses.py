@@ -91,7 +91,7 @@ def test_weighted_x0_mse_coefficient_equals_the_kl():
     x_t = q_sample(s, x0, t, eps)
     eps_pred = eps + 0.2 * torch.randn(x0.shape, generator=g, dtype=torch.float64)
     mu_tilde, beta_tilde = q_posterior(s, x0, x_t, t)
-    p = p_mean_variance(s, x_t, t, eps_pred, variance="fixed_small")
+    p = p_mean_variance(s, x_t, t, eps_pred, variance_type="fixed_small")
     kl = normal_kl(mu_tilde, beta_tilde.log(), p.mean, p.log_variance)
     weight = weighted_x0_mse_coefficient(s)
     torch.testing.assert_close(kl, weight[t].unsqueeze(1) * (x0 - p.x0_pred) ** 2, rtol=1e-8, atol=1e-12)

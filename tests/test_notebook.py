@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from course_ddpm import forward, notebook, samplers
-from course_ddpm.schedules import check_float
+from course_ddpm import ddim, ddpm, forward, notebook
+from course_ddpm.validation import check_float
 
 
 def _example(schedule: object, x_t: torch.Tensor, t: int = 3, *, scale: float = 2.0) -> torch.Tensor:
@@ -45,12 +45,12 @@ def test_show_code_keeps_the_formula_and_hides_docstring_checks_and_annotations(
 
 
 def test_show_code_of_package_functions_links_the_file_and_stays_short():
-    view = notebook.show_code(samplers.ddpm_step, forward.q_sample)
-    assert [path for _, path in view.sources] == ["course_ddpm/samplers.py", "course_ddpm/forward.py"]
+    view = notebook.show_code(ddpm.ddpm_step, forward.q_sample)
+    assert [path for _, path in view.sources] == ["course_ddpm/ddpm.py", "course_ddpm/forward.py"]
     assert "Algorithm 2" in view.code and '"""' not in view.code and "check_" not in view.code
     markdown = view._repr_markdown_()
-    assert "[course_ddpm/samplers.py](../course_ddpm/samplers.py)" in markdown and markdown.startswith("```python\n")
-    for fn in (samplers.ddpm_step, samplers.ddim_step, forward.q_posterior):
+    assert "[course_ddpm/ddpm.py](../course_ddpm/ddpm.py)" in markdown and markdown.startswith("```python\n")
+    for fn in (ddpm.ddpm_step, ddim.ddim_step, forward.q_posterior):
         assert 2 <= len(notebook.show_code(fn).code.splitlines()) <= 30, fn.__name__
     with pytest.raises(ValueError, match="at least one"):
         notebook.show_code()

@@ -47,5 +47,5 @@ def test_variances_and_clipping():
     x_t = torch.full((2, 1), 5.0, dtype=torch.float64)
     out = p_mean_variance(s, x_t, torch.tensor([3, 3]), torch.zeros_like(x_t), clip_x0=True)
     assert out.x0_pred.max().item() == 1.0
-    with pytest.raises(ValueError, match="variance"):
+    with pytest.raises(ValueError, match="variance_type"):
         sigma2(s, "learned")
