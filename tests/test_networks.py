@@ -114,7 +114,7 @@ def test_clear_errors_on_bad_input(name):
         model(x_t, t.float())
     with pytest.raises(ValueError, match="t must"):
         model(x_t, t[:, None])  # (B, 1) instead of (B,)
-    with pytest.raises(ValueError, match="t must"):
+    with pytest.raises(ValueError, match="t has batch size 3"):
         model(x_t, torch.tensor([1, 2, 3]))  # batch mismatch
     with pytest.raises(ValueError, match="t must"):
         model(x_t, torch.tensor([-1, 2]))
