@@ -11,6 +11,12 @@ of the run's logged loss (``--log``, a ``log.jsonl``) over the ``--loss-window``
 before it (the logged loss of L_simple, Ho et al. 2020, eq. 14).
 
   python benchmarks/learning_curve.py RUN_DIR/snapshots/*.safetensors --log RUN_DIR/log.jsonl --n 1000 --json curve.json
+
+Parts measured side by side (one process per core, on different snapshots) are merged into
+the layout of ``course_ddpm/measurements/learning_curve.json`` (``meta.parts`` and the rows
+of all parts by step):
+
+  python benchmarks/learning_curve.py --merge part1.json part2.json --json course_ddpm/measurements/learning_curve.json
 """
 
 from __future__ import annotations
@@ -81,9 +87,21 @@ def format_table(rows: list[dict], loss_window: int) -> str:
     return "\n".join(lines)
 
 
+def merge_parts(parts: list[dict]) -> dict:
+    """One curve from parts written by ``--json``: ``{"meta": {"parts": [...]}, "rows": [...]}``, rows by step."""
+    rows = sorted((row for part in parts for row in part["rows"]), key=lambda row: row["step"])
+    steps = [row["step"] for row in rows]
+    if len(set(steps)) != len(steps):
+        raise ValueError(f"two parts hold the same step: {steps}")
+    metas = [m for part in parts for m in (part["meta"].get("parts") or [part["meta"]])]
+    return {"meta": {"parts": metas}, "rows": rows}
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="+", type=Path, help="model .safetensors files (EMA snapshots of one run)")
+    p.add_argument("models", nargs="*", type=Path, help="model .safetensors files (EMA snapshots of one run)")
+    p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="PART.json",
+                   help="merge curves written by --json into one (--json says where)")
     p.add_argument("--log", type=Path, default=None, help="the run's log.jsonl, for the training loss column")
     p.add_argument("--n", type=int, default=1000, help="DDIM-50 samples per snapshot (default 1000)")
     p.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
@@ -92,6 +110,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--json", type=Path, default=None, help="write the rows to this JSON file")
     args = p.parse_args(argv)
+    if args.merge:
+        merged = merge_parts([json.loads(path.read_text(encoding="utf-8")) for path in args.merge])
+        if args.json:
+            args.json.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+        print(format_table(merged["rows"], args.loss_window))
+        return merged["rows"]
+    if not args.models:
+        p.error("give model files, or --merge PART.json ...")
     torch.set_num_threads(args.threads)
     log = [] if args.log is None else read_log(args.log)
     start = time.perf_counter()

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from course_ddpm.checkpoints import state_dict_sha256
 from course_ddpm.fid import (
     classifier_outputs,
     default_classifier,
@@ -199,17 +200,17 @@ def evaluate(
     ``digit_counts``/``digit_fractions`` (lists of 10), ``kl_from_uniform`` (nats),
     ``mean_confidence`` and, for comparison, ``mean_confidence_test`` of the MNIST test
     images; ``class_accuracy`` (fraction of samples classified as the label they were
-    generated for; conditional models only, else None); ``bpd``
-    (:func:`bits_per_dim`, or None when ``bpd_subset`` is 0); ``classifier_sha256`` (of the
-    shipped classifier's file; None for another classifier); ``seconds``.
+    generated for; conditional models only, else None) and ``class_accuracy_per_label`` (the
+    same per requested label, a list); ``bpd`` (:func:`bits_per_dim`, or None when
+    ``bpd_subset`` is 0); ``model_tensors_sha256`` and ``classifier_tensors_sha256``
+    (:func:`~course_ddpm.checkpoints.state_dict_sha256`: which weights were measured,
+    whatever file they came from); ``seconds``.
     """
-    from course_ddpm.pretrained import REGISTRY
     from course_ddpm.sampling import generate, num_steps
 
     check_count("n", n, 2)
     start = time.perf_counter()
-    shipped = classifier is None
-    classifier = default_classifier() if shipped else classifier
+    classifier = default_classifier() if classifier is None else classifier
     num_classes = _num_classes(model)
     labels = None if num_classes is None else torch.arange(n) % num_classes
     samples = generate(
@@ -221,6 +222,7 @@ def evaluate(
     counts, fractions = _histogram(probs)
     reference = fid_reference_points(n, classifier=classifier, seed=seed)
     test_features, test_probs = mnist_test_outputs(classifier)
+    correct = None if labels is None else probs.argmax(dim=1) == labels  # (n,) bool
     result = {
         "n": n,
         "sampler": sampler,
@@ -236,9 +238,13 @@ def evaluate(
         "kl_from_uniform": kl_from_uniform(fractions),
         "mean_confidence": float(probs.max(dim=1).values.mean()),
         "mean_confidence_test": float(test_probs.max(dim=1).values.mean()),
-        "class_accuracy": None if labels is None else float((probs.argmax(dim=1) == labels).double().mean()),
+        "class_accuracy": None if labels is None else float(correct.double().mean()),
+        "class_accuracy_per_label": None if labels is None else [
+            float(correct[labels == k].double().mean()) for k in range(num_classes)
+        ],
         "bpd": None,
-        "classifier_sha256": REGISTRY["classifier"].weights_sha256 if shipped else None,
+        "model_tensors_sha256": state_dict_sha256(model),
+        "classifier_tensors_sha256": state_dict_sha256(classifier),
     }
     if bpd_subset:
         result["bpd"] = bits_per_dim(

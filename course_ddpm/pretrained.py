@@ -53,8 +53,8 @@ _TRAIN_UNET = (
 REGISTRY: dict[str, PretrainedEntry] = {
     "unet": PretrainedEntry(
         "ddpm_unet", "unconditional DDPM U-Net on MNIST", _TRAIN_UNET,
-        weights_sha256="98a7ddc63a5776fa5985cbc83fd45b11a8957b5a2a343c859049b040578451c9",
-        card_sha256="5936daea1a5e430ece98b6b9f67796e2d5d20d72afe385b6371585a84a492787",
+        weights_sha256="716bb64ca5b99c5d5470c4f3b6e616ee7cb7666b58d24105aa2354d71796ca9a",
+        card_sha256="8b74ae6a3a6172eb244a2927e78a0c792c901e8faa9b3011e5a4df217e7caee3",
     ),
     "unet_cond": PretrainedEntry(
         "ddpm_unet_cond", "class-conditional DDPM U-Net on MNIST (classifier-free guidance)", _TRAIN_UNET

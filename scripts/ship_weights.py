@@ -1,6 +1,7 @@
 """Copy a training run's EMA weights into the package, with a model card that says how they were made.
 
     python scripts/ship_weights.py --run RUN_DIR [--stem ddpm_unet] [--eval-json EVAL.json] [--curve-json CURVE.json]
+                                   [--trained-with SESSIONS.jsonl]
 
 Reads RUN_DIR/ema.safetensors (EMA weights, written by ``course-ddpm train`` every
 ``checkpoint_every`` steps), RUN_DIR/config.json and RUN_DIR/log.jsonl, and writes
@@ -12,6 +13,14 @@ number of steps, so ``--steps`` equal to the shipped step gives the same weights
 ``--curve-json`` (from ``benchmarks/learning_curve.py --json``) the sample quality of the
 run's EMA snapshots by step, as ``learning_curve``.
 Then paste the printed hashes into ``course_ddpm/pretrained.py``'s REGISTRY.
+
+The card says exactly what was shipped: ``training.steps`` is the shipped step (a resumed
+run's config may aim further); ``metrics.loss_mean_last_500_steps`` is the logged loss
+averaged over the 500 steps before it (one batch's loss is noise); ``trained_with`` lists
+the sessions of the run with torch version, CPU, vector unit and threads (the run's
+``sessions.jsonl``, or ``--trained-with`` for a run older than that file); and the
+evaluation names the shipped file and the tensors it measured
+(``checkpoints.state_dict_sha256``), refusing an evaluation of other tensors.
 """
 
 from __future__ import annotations
@@ -21,10 +30,37 @@ import json
 import shlex
 from pathlib import Path
 
-from course_ddpm.checkpoints import atomic_write_text, file_sha256, load_model, save_model
+from course_ddpm.checkpoints import atomic_write_text, file_sha256, load_model, save_model, state_dict_sha256
 from course_ddpm.training import read_log
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "course_ddpm" / "weights"
+LOSS_WINDOW = 500
+#: The classifier was re-saved in the one model file format with the same tensors (commit
+#: ef99d95): its old file hash, recorded by evaluations made before, names these tensors.
+LEGACY_CLASSIFIER_FILES = {
+    "fa15486bf999585ea3f4db3f7420aea407f70de09adca1b7ee0d21d6135ee85e":
+        "e9e8bd666ee1f449f33d0ac3738f987c847cf839987b25364fc43c88c3751c52",
+}
+
+
+def shipped_evaluation(evaluation: dict, model_tensors: str, weights_name: str) -> dict:
+    """An evaluation as the card records it: of the shipped file and its tensors.
+
+    An evaluation that recorded its model's tensors must have measured these; an older one
+    (no ``model_tensors_sha256``) keeps the file it read as ``evaluated_file``.
+    """
+    evaluation = dict(evaluation)
+    recorded = evaluation.get("model_tensors_sha256")
+    if recorded is not None and recorded != model_tensors:
+        raise SystemExit(f"the evaluation measured tensors {recorded[:12]}..., not the shipped {model_tensors[:12]}...")
+    if "checkpoint" in evaluation:
+        evaluation["evaluated_file"] = evaluation.pop("checkpoint")
+    evaluation["weights"] = weights_name
+    evaluation["model_tensors_sha256"] = model_tensors
+    legacy = evaluation.pop("classifier_sha256", None)
+    if legacy is not None and "classifier_tensors_sha256" not in evaluation:
+        evaluation["classifier_tensors_sha256"] = LEGACY_CLASSIFIER_FILES[legacy]
+    return evaluation
 
 
 def reproduce_command(config: dict, step: int) -> str:
@@ -48,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stem", default="ddpm_unet", help="file name stem under course_ddpm/weights/")
     parser.add_argument("--eval-json", type=Path, default=None, help="metrics from course-ddpm evaluate --json")
     parser.add_argument("--curve-json", type=Path, default=None, help="rows from benchmarks/learning_curve.py --json")
+    parser.add_argument("--trained-with", type=Path, default=None,
+                        help="sessions.jsonl for a run that did not write one (torch, cpu, cpu_capability, threads)")
     args = parser.parse_args(argv)
 
     model, card = load_model(args.run / "ema.safetensors")
@@ -56,15 +94,26 @@ def main(argv: list[str] | None = None) -> None:
     log = [row for row in read_log(args.run) if row["step"] <= step]
     wall_s = log[-1]["wall_time"] if log else None
     card = {k: v for k, v in card.items() if k not in ("format", "model", "weights_sha256")}
+    card["training"] = {**card["training"], "steps": step}
+    window = [row["loss"] for row in log if row["step"] > step - LOSS_WINDOW]
+    card["metrics"] = {f"loss_mean_last_{LOSS_WINDOW}_steps": sum(window) / len(window) if window else None,
+                       "loss_last_logged": log[-1]["loss"] if log else None}  # fmt: skip
+    sessions = args.trained_with or args.run / "sessions.jsonl"
+    card["trained_with"] = read_log(sessions) if sessions.exists() else card.get("trained_with")
+    if not card["trained_with"]:
+        raise SystemExit(f"{args.run} has no sessions.jsonl: say what the run was trained with (--trained-with)")
     card["reproduce"] = reproduce_command(config, step)
+    first = card["trained_with"][0]
     card["trained_on"] = (
-        f"CPU, {config.get('num_threads') or 'default'} torch thread(s) on a shared 2-core x86-64 machine; "
-        f"{step} steps of batch {config['batch_size']} ({step * config['batch_size'] / 60000:.1f} epochs of MNIST)"
+        f"{first['device']}, {first['threads']} torch thread(s), torch {first['torch']}, {first['cpu']} "
+        f"({first['cpu_capability']}); {step} steps of batch {config['batch_size']} "
+        f"({step * config['batch_size'] / 60000:.1f} epochs of MNIST)"
     )
     card["wall_hours"] = None if wall_s is None else round(wall_s / 3600, 2)
     card["loss_log"] = f"{args.stem}.log.jsonl"
     if args.eval_json is not None:
-        card["evaluation"] = json.loads(args.eval_json.read_text())
+        card["evaluation"] = shipped_evaluation(json.loads(args.eval_json.read_text()), state_dict_sha256(model),
+                                                f"{args.stem}.safetensors")  # fmt: skip
     if args.curve_json is not None:
         rows = json.loads(args.curve_json.read_text())["rows"]
         card["learning_curve"] = [row for row in rows if row["step"] <= step]

@@ -22,8 +22,13 @@ import os
 from pathlib import Path
 from typing import NoReturn
 
-import pytest
-import torch
+import matplotlib
+
+matplotlib.use("Agg")  # no window from any test; before pyplot is imported anywhere
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 torch.set_num_threads(int(os.environ.get("COURSE_DDPM_TEST_THREADS", "2")))
 
@@ -99,3 +104,23 @@ def shipped_classifier() -> None:
             "retrain them with scripts/train_classifier.sh"
         )
 
+
+
+def _fail_show(*args, **kwargs):
+    raise AssertionError("a course_ddpm figure function must not call plt.show(): it returns the figure")
+
+
+@pytest.fixture
+def figures_not_shown(monkeypatch):
+    """plt.show() fails the test; every figure is closed afterwards."""
+    monkeypatch.setattr(plt, "show", _fail_show)
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def schedules():
+    """A linear and a cosine schedule, for figure tests."""
+    from course_ddpm.schedules import cosine_schedule, linear_schedule
+
+    return {"linear": linear_schedule(1000), "cosine": cosine_schedule(100)}

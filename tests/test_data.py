@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.error import URLError
 
 import pytest
+from conftest import require_or_skip
 import torch
 import torchvision.transforms.functional as TF
 
@@ -61,7 +62,7 @@ def copy_gz(src_root: Path, dst_root: Path) -> Path:
     for name in data.GZ_MD5:
         src = src_root / "MNIST" / "raw" / name
         if not src.is_file():
-            pytest.skip(f"{src} is absent (MNIST was prepared from un-gzipped files only)")
+            require_or_skip(f"{src} is absent (MNIST was prepared from un-gzipped files only)")
         shutil.copyfile(src, dst_root / "MNIST" / "raw" / name)
     return dst_root
 

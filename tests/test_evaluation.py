@@ -16,6 +16,7 @@ from torch import nn
 
 from conftest import require_or_skip
 from course_ddpm import evaluation
+from course_ddpm.checkpoints import state_dict_sha256
 from course_ddpm.classifier import ClassifierConfig, MNISTClassifier
 from course_ddpm.evaluation import digit_histogram, kl_from_uniform, mean_confidence
 
@@ -159,7 +160,9 @@ def test_evaluate_with_a_classifier_of_known_softmax():
     assert d["mean_confidence"] == pytest.approx(float(p[9]), rel=1e-12)
     assert d["mean_confidence_test"] == pytest.approx(float(p[9]), rel=1e-12)
     assert d["class_accuracy"] == pytest.approx(3 / 30)  # labels 0..9 three times; all classified 9
-    assert d["classifier_sha256"] is None  # not the shipped classifier
+    assert d["class_accuracy_per_label"] == [0.0] * 9 + [1.0]  # only the requested 9s are classified right
+    assert d["classifier_tensors_sha256"] == state_dict_sha256(classifier)
+    assert d["model_tensors_sha256"] == state_dict_sha256(model)
     labels = torch.cat([y for y in model.seen_y[: 2 * 5] if y is not None])  # the sampling calls
     assert torch.equal(labels[:16], torch.arange(16) % 10)
     # the FID and its yardsticks are those of the fid module for the same samples and classifier

@@ -1,35 +1,16 @@
 """Tests for course_ddpm.plot_curves: figures of curves and histograms draw the right data.
 
-Every test runs with ``plt.show`` replaced by a failure: the figure functions return
-figures and leave showing them to the notebook cell.
+Every test runs with ``plt.show`` replaced by a failure (conftest's ``figures_not_shown``):
+the figure functions return figures and leave showing them to the notebook cell.
 """
 
-import matplotlib
+import pytest
+import torch
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from course_ddpm import plot_curves  # noqa: E402
-from course_ddpm.schedules import cosine_schedule, linear_schedule  # noqa: E402
+from course_ddpm import plot_curves
 
 
-def _fail_show(*args, **kwargs):
-    raise AssertionError("course_ddpm.plot_curves must not call plt.show()")
-
-
-@pytest.fixture(autouse=True)
-def _figures(monkeypatch):
-    monkeypatch.setattr(plt, "show", _fail_show)
-    yield
-    plt.close("all")
-
-
-@pytest.fixture(scope="module")
-def schedules():
-    return {"linear": linear_schedule(1000), "cosine": cosine_schedule(100)}
+pytestmark = pytest.mark.usefixtures("figures_not_shown")
 
 
 @pytest.mark.parametrize("quantities", [("alpha_bar",), ("alpha_bar", "snr"), ("beta", "beta_tilde", "snr")])

@@ -1,37 +1,18 @@
 """Tests for course_ddpm.plot_images: figures of images show the right pixels in the expected axes.
 
-Every test runs with ``plt.show`` replaced by a failure: the figure functions return
-figures and leave showing them to the notebook cell.
+Every test runs with ``plt.show`` replaced by a failure (conftest's ``figures_not_shown``):
+the figure functions return figures and leave showing them to the notebook cell.
 """
 
-import matplotlib
+import pytest
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from course_ddpm import plot_images  # noqa: E402
-from course_ddpm.forward import q_sample  # noqa: E402
-from course_ddpm.schedules import cosine_schedule, linear_schedule  # noqa: E402
+from course_ddpm import plot_images
+from course_ddpm.forward import q_sample
 
 
-def _fail_show(*args, **kwargs):
-    raise AssertionError("course_ddpm.plot_images must not call plt.show()")
-
-
-@pytest.fixture(autouse=True)
-def _figures(monkeypatch):
-    monkeypatch.setattr(plt, "show", _fail_show)
-    yield
-    plt.close("all")
-
-
-@pytest.fixture(scope="module")
-def schedules():
-    return {"linear": linear_schedule(1000), "cosine": cosine_schedule(100)}
+pytestmark = pytest.mark.usefixtures("figures_not_shown")
 
 
 def _images(ax) -> list:
