@@ -7,7 +7,9 @@ the same numbers wherever the notebooks are opened from, with no network and no 
 * ``sampler_study``: ``benchmarks/sampler_study.py`` on the shipped UNet (notebook 4);
 * ``budget_study``: ``benchmarks/budget_study.py``, three networks after the same CPU time (notebook 3);
 * ``learning_curve``: ``benchmarks/learning_curve.py`` on EMA snapshots of the shipped run;
-* ``evaluation_10000``: ``course-ddpm evaluate --n 10000`` of the shipped UNet (also in its card).
+* ``evaluation_10000``: ``course-ddpm evaluate --n 10000`` of the shipped UNet (also in its card);
+* ``networks``: ``benchmarks/bench_networks.py --mode both``, the networks' size, speed and
+  held-out error after equal CPU time (the README's network tables).
 
 How each was made is in ``benchmarks/README.md``.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-RESULTS = ("sampler_study", "budget_study", "learning_curve", "evaluation_10000")
+RESULTS = ("sampler_study", "budget_study", "learning_curve", "evaluation_10000", "networks")
 
 
 def results_dir() -> Path:
