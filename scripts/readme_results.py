@@ -190,7 +190,40 @@ def networks() -> str | None:
     return "\n".join(lines) + "\n"
 
 
-BLOCKS = {"shipped-unet": shipped_unet, "learning-curve": learning_curve, "sampler-study": sampler_study,
+def _unet_row(name: str, stem: str, what: str) -> str | None:
+    path = WEIGHTS / f"{stem}.json"
+    if not path.exists():
+        return None
+    card = _json(path)
+    cfg, step = card["training"], card["step"]
+    threads = sorted({row["threads"] for row in card["trained_with"]})
+    sessions = len(card["trained_with"])
+    how = (f"`course-ddpm train` on the full MNIST training set, {step:,} steps of batch {cfg['batch_size']} "
+           f"({step * cfg['batch_size'] / 60000:.0f} epochs), AdamW lr {cfg['lr']:g}, EMA {cfg['ema_decay']:g}, "
+           f"seed {cfg['seed']}, {'/'.join(map(str, threads))} CPU thread(s), {card['wall_hours']:.1f} h wall"
+           + (f" in {sessions} sessions, resumed exactly" if sessions > 1 else "")
+           + "; the exact command is the card's `reproduce` field (`course-ddpm info pretrained:" + name + "`)")  # fmt: skip
+    size = (WEIGHTS / f"{stem}.safetensors").stat().st_size / 1e6
+    return f"| `\"{name}\"` | `{stem}.safetensors` ({size:.1f} MB) + `.json` card + `.log.jsonl` loss log | {what} | {how} |"
+
+
+def shipped_weights() -> str:
+    """The table of shipped models, from their cards."""
+    rows = [
+        _unet_row("unet", "ddpm_unet", "default `UNet`, EMA weights, linear schedule T = 1000; the card also holds "
+                  "the evaluation and the learning curve below"),
+        _unet_row("unet_cond", "ddpm_unet_cond", "class-conditional `UNet` (label dropout for classifier-free "
+                  "guidance), EMA weights, linear schedule T = 1000; the card holds its evaluation with guidance"),
+    ]  # fmt: skip
+    c = _json(WEIGHTS / "mnist_classifier.json")
+    rows.append(f"| `\"classifier\"` | `mnist_classifier.safetensors` + `.json` | LeNet-style classifier for MNIST-FID "
+                f"and digit histograms, {100 * c['test_accuracy']:.2f} % test accuracy | `{c['command']}` "
+                f"({c['cpu_minutes']:.1f} CPU-minutes) |")  # fmt: skip
+    return "\n".join(["| name (`load_pretrained(name)`) | file | what | how it was made |", "|---|---|---|---|",
+                      *[r for r in rows if r]]) + "\n"  # fmt: skip
+
+
+BLOCKS = {"shipped-weights": shipped_weights, "shipped-unet": shipped_unet, "learning-curve": learning_curve, "sampler-study": sampler_study,
           "budget-study": budget_study, "networks": networks}  # fmt: skip
 
 
