@@ -78,7 +78,6 @@ class DistInfo:
 def setup(device: DeviceName | str = "auto") -> DistInfo:
     """Pick the device and, under torchrun (WORLD_SIZE > 1), join the process group."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device, local_rank)
     if world_size == 1:

@@ -39,10 +39,10 @@ import warnings
 import matplotlib.pyplot as plt
 import torch
 
-from course_ddpm import bound, forward, gaussian, plot_curves, plot_images, widgets
+from course_ddpm import bound, forward, plot_curves, plot_images, widgets
 from course_ddpm.data import load_mnist
 from course_ddpm.notebook import setup, show_code
-from course_ddpm.schedules import Schedule, cosine_schedule, linear_schedule
+from course_ddpm.schedules import cosine_schedule, linear_schedule
 
 setup(seed=0)  # torch threads and seed (course_ddpm.notebook.setup)
 

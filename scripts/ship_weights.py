@@ -9,7 +9,7 @@ course_ddpm/weights/STEM.safetensors + STEM.json (card) + STEM.log.jsonl (the lo
 the shipped step). The card records the command that reproduces the weights bit for bit
 on a CPU with one thread: the learning rate and EMA decay do not depend on the total
 number of steps, so ``--steps`` equal to the shipped step gives the same weights.
-``--eval-json`` (from ``course-ddpm evaluate --json``) adds the measured metrics, and
+``--eval-json`` (from ``course-ddpm evaluate --json``, one or several) adds the measured metrics, and
 ``--curve-json`` (from ``benchmarks/learning_curve.py --json``) the sample quality of the
 run's EMA snapshots by step, as ``learning_curve``.
 Then paste the printed hashes into ``course_ddpm/pretrained.py``'s REGISTRY.
@@ -82,7 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="training run folder")
     parser.add_argument("--stem", default="ddpm_unet", help="file name stem under course_ddpm/weights/")
-    parser.add_argument("--eval-json", type=Path, default=None, help="metrics from course-ddpm evaluate --json")
+    parser.add_argument("--eval-json", type=Path, nargs="+", default=None,
+                        help="metrics from course-ddpm evaluate --json; the first becomes the card's evaluation, "
+                             "all of them (e.g. several guidance scales) its evaluations")
     parser.add_argument("--curve-json", type=Path, default=None, help="rows from benchmarks/learning_curve.py --json")
     parser.add_argument("--trained-with", type=Path, default=None,
                         help="sessions.jsonl for a run that did not write one (torch, cpu, cpu_capability, threads)")
@@ -112,8 +114,12 @@ def main(argv: list[str] | None = None) -> None:
     card["wall_hours"] = None if wall_s is None else round(wall_s / 3600, 2)
     card["loss_log"] = f"{args.stem}.log.jsonl"
     if args.eval_json is not None:
-        card["evaluation"] = shipped_evaluation(json.loads(args.eval_json.read_text()), state_dict_sha256(model),
-                                                f"{args.stem}.safetensors")  # fmt: skip
+        tensors = state_dict_sha256(model)
+        evaluations = [shipped_evaluation(json.loads(path.read_text()), tensors, f"{args.stem}.safetensors")
+                       for path in args.eval_json]  # fmt: skip
+        card["evaluation"] = evaluations[0]
+        if len(evaluations) > 1:
+            card["evaluations"] = evaluations
     if args.curve_json is not None:
         rows = json.loads(args.curve_json.read_text())["rows"]
         card["learning_curve"] = [row for row in rows if row["step"] <= step]

@@ -14,7 +14,6 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import require_or_skip
 from course_ddpm import evaluation
 from course_ddpm.checkpoints import state_dict_sha256
 from course_ddpm.classifier import ClassifierConfig, MNISTClassifier
@@ -109,7 +108,6 @@ def test_bits_per_dim_of_a_perfect_predictor_is_prior_plus_decoder_floor():
     """Every term in closed form: with x0_pred = x0 the reverse step is the forward posterior, so each
     L_{t-1} (t >= 2) is KL(q || q) = 0; L_0 is the decoder floor; L_T is the Gaussian KL to N(0, I)."""
     from course_ddpm.data import load_mnist
-    from course_ddpm.bound import variational_bound
     from course_ddpm.schedules import make_schedule
 
     schedule = make_schedule("linear", 20, warn=False)
