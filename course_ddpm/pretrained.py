@@ -57,7 +57,9 @@ REGISTRY: dict[str, PretrainedEntry] = {
         card_sha256="8b74ae6a3a6172eb244a2927e78a0c792c901e8faa9b3011e5a4df217e7caee3",
     ),
     "unet_cond": PretrainedEntry(
-        "ddpm_unet_cond", "class-conditional DDPM U-Net on MNIST (classifier-free guidance)", _TRAIN_UNET
+        "ddpm_unet_cond", "class-conditional DDPM U-Net on MNIST (classifier-free guidance)", _TRAIN_UNET,
+        weights_sha256="030fcdf8f4471875954b3d95425859d1beab1e94190d94dd5df797fe192e48e2",
+        card_sha256="2fadeca8e338a08300200aa1ab1e9584319ba01893c73fca0dcb98d00c2b6981",
     ),
     "classifier": PretrainedEntry(
         "mnist_classifier",

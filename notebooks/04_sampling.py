@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 4 · Sampling: from noise to digits with DDPM and DDIM
 #
-# **Runtime:** about 3 min on 2 CPU cores (measured with `jupyter nbconvert --execute`; most of it is
+# **Runtime:** about 2 min on 2 CPU cores (measured with `jupyter nbconvert --execute`; most of it is
 # the 1000-step DDPM chain of section 1; several times longer when other programs compete for the cores).
 #
 # A trained noise predictor $\epsilon_\theta(x_t, t)$ (notebook 3) turns into a generator by running

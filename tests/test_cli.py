@@ -197,6 +197,24 @@ def test_pretrained_either_loads_or_says_it_is_not_shipped(capsys, tmp_path):
         assert code == 2 and "not shipped" in err
 
 
+def test_sample_draws_the_requested_digit_from_the_shipped_conditional_model(capsys, tmp_path):
+    """course-ddpm sample --checkpoint pretrained:unet_cond --label K --guidance S, checked by the classifier."""
+    import torch
+
+    from course_ddpm.fid import default_classifier
+
+    npy = tmp_path / "sevens.npy"
+    code, _, err = run_cli(capsys, "sample", "--checkpoint", "pretrained:unet_cond", "--label", 7, "--guidance", 3,
+                           "--n", 4, "--steps", 20, "--device", "cpu", "--out", npy)  # fmt: skip
+    assert code == 0, err
+    x0 = torch.from_numpy(np.load(npy)) * 2 - 1  # the file holds pixels in [0, 1]
+    with torch.no_grad():
+        assert default_classifier()(x0).argmax(dim=1).tolist() == [7, 7, 7, 7]
+    code, _, err = run_cli(capsys, "sample", "--checkpoint", "pretrained:unet_cond", "--label", 10, "--n", 2,
+                           "--steps", 2, "--device", "cpu", "--out", npy)  # fmt: skip
+    assert code == 2 and "label" in err
+
+
 def test_evaluate_passes_the_options_and_writes_json(capsys, tmp_path, tiny_checkpoint, monkeypatch):
     from course_ddpm import evaluation
 

@@ -137,11 +137,44 @@ def test_diffusion_model_path_loads_through_checkpoints(monkeypatch, tmp_path):
     torch.testing.assert_close(model(x, t), net.eval()(x, t))
 
 
-def test_unshipped_model_says_so():
-    """The class-conditional U-Net has no registered hashes (not trained yet): a clear error."""
+def test_unshipped_model_says_so(monkeypatch, tmp_path):
+    """A model whose files are not in the package: a clear error that says how to train one."""
+    monkeypatch.setattr(pretrained, "weights_dir", lambda: tmp_path)
     assert "unet_cond" not in list_pretrained()
-    with pytest.raises(PretrainedError, match="not shipped"):
+    with pytest.raises(PretrainedError, match="not shipped.*missing ddpm_unet_cond.safetensors.*course-ddpm train"):
         load_pretrained("unet_cond")
+
+
+def test_shipped_conditional_unet_matches_its_card_and_draws_the_requested_digit(monkeypatch):
+    """The class-conditional UNet: files match the registry; its card's reproduce command is the
+    conditional recipe at the shipped step; its evaluation says >= 97 % of the samples of every
+    digit are classified as the requested digit at the recorded guidance scale; and a few guided
+    samples drawn here are classified as requested."""
+    from course_ddpm.checkpoints import schedule_from_card
+    from course_ddpm.fid import default_classifier
+    from course_ddpm.sampling import generate
+
+    monkeypatch.setattr(socket.socket, "connect", lambda *a, **k: (_ for _ in ()).throw(AssertionError("network")))
+    entry = pretrained.REGISTRY["unet_cond"]
+    assert sha256(WEIGHTS / f"{entry.stem}.safetensors") == entry.weights_sha256
+    assert sha256(WEIGHTS / f"{entry.stem}.json") == entry.card_sha256
+    model, card = load_pretrained("unet_cond")
+    assert model.config.num_classes == 10
+    assert card["training"]["conditional"] and card["training"]["steps"] == card["step"]
+    assert f"--steps {card['step']}" in card["reproduce"] and "--conditional --label-dropout 0.1" in card["reproduce"]
+    evaluation = card["evaluation"]
+    assert evaluation["model_tensors_sha256"] == state_dict_sha256(model)
+    assert evaluation["guidance_scale"] is not None and min(evaluation["class_accuracy_per_label"]) >= 0.97
+    log = [json.loads(line) for line in (WEIGHTS / card["loss_log"]).read_text().splitlines()]
+    # stopped by Ctrl-C one step after a logged step: the log ends within log_every of the shipped step
+    assert card["step"] - card["training"]["log_every"] < log[-1]["step"] <= card["step"]
+    assert log[-1]["loss"] < log[0]["loss"]
+    labels = torch.arange(10)
+    samples = generate(model, schedule_from_card(card), 10, labels=labels, guidance_scale=evaluation["guidance_scale"],
+                       num_inference_steps=20, seed=1, progress=False)  # fmt: skip
+    with torch.no_grad():
+        predicted = default_classifier()(samples).argmax(dim=1)
+    assert (predicted == labels).sum() >= 9, predicted.tolist()
 
 
 def test_shipped_unet_files_match_the_registry_and_card():
