@@ -6,7 +6,7 @@ vector unit (AVX2, AVX-512, NEON), the thread count and the summation order, so 
 laptop prints ``3.6e-14`` and the test fails. Three helpers keep the outputs machine-free:
 
 * :func:`setup` fixes the thread count and the seed in one place;
-* :func:`below` prints a residual as ``< 1e-12`` (and fails loudly if it is not);
+* :func:`agree` prints a residual as ``agree to 12 digits`` (and fails loudly if it is not);
 * :func:`show_code` shows the lines of a package function that carry the maths, without its
   docstring and input checks, with a link to the whole function.
 """
@@ -47,17 +47,18 @@ def setup(seed: int = 0, threads: int | None = None) -> None:
     torch.manual_seed(seed)
 
 
-def below(value: float | torch.Tensor, bound: float = 1e-12) -> str:
-    """``"< 1e-12"`` for a residual that is below ``bound``: the text is the same on every CPU.
+def agree(residual: float | torch.Tensor, digits: int = 12) -> str:
+    """``"agree to 12 digits"`` for a residual below 10^-digits: the text is the same on every CPU.
 
-    A residual is printed as a bound, never as a number: its digits are round-off and
-    change with the CPU. If the residual is not below the bound, an ``AssertionError``
-    names the value, so the claim in the notebook cannot silently become false.
+    A residual is printed as the number of digits two computations share, never as a
+    number: its own digits are round-off and change with the CPU. If the residual is not
+    below 10^-digits, an ``AssertionError`` names the value, so the claim in the notebook
+    cannot silently become false.
     """
-    value = float(value.abs().max()) if isinstance(value, torch.Tensor) else abs(float(value))
-    if not value < bound:  # also catches NaN
-        raise AssertionError(f"residual {value:.3g} is not below {bound:g}")
-    return f"< {bound:g}"
+    value = float(residual.abs().max()) if isinstance(residual, torch.Tensor) else abs(float(residual))
+    if not value < 10.0**-digits:  # also catches NaN
+        raise AssertionError(f"residual {value:.3g} is not below 10^-{digits}")
+    return f"agree to {digits} digits"
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from course_ddpm import elbo, forward, gaussian, losses, plot_curves, reverse
-from course_ddpm.notebook import below, setup, show_code
+from course_ddpm.notebook import agree, setup, show_code
 from course_ddpm.schedules import linear_schedule
 from course_ddpm.toy import GaussianMixture
 
@@ -193,7 +193,7 @@ plt.show()
 # \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t .$$
 
 # %%
-print(f"max |log Bayes - log closed form| on the grid: {below(log_bayes - log_closed, 1e-10)}")
+print(f"log Bayes and log closed form on the grid: {agree(log_bayes - log_closed, digits=10)}")
 print(f"mu_tilde = {mu_tilde.item():.5f}, beta_tilde = {beta_tilde.item():.3e}")
 show_code(forward.q_posterior)
 
@@ -310,10 +310,10 @@ plt.show()
 # %%
 x_t_leaf = x_t.clone().requires_grad_(True)
 autograd_score, = torch.autograd.grad(mixture.noised_log_prob(schedule, x_t_leaf, t).sum(), x_t_leaf)
-# Residuals are round-off (float64): printed as a bound, which holds on every CPU.
-print(f"max |x0 from eps - x0 from score|       {below(x0_from_eps - x0_tweedie)}")
-print(f"max |score from eps - autograd score|    {below(score - autograd_score)}")
-print(f"max |Tweedie - brute-force E[x0 | x_t]| {below(x0_tweedie - x0_brute)}")
+# Residuals are round-off (float64): printed as shared digits, which hold on every CPU.
+print(f"x0 from eps and x0 from score:        {agree(x0_from_eps - x0_tweedie)}")
+print(f"score from eps and autograd score:    {agree(score - autograd_score)}")
+print(f"Tweedie and brute-force E[x0 | x_t]:  {agree(x0_tweedie - x0_brute)}")
 
 # %% [markdown]
 # ## 9. Both ELBO forms by Monte Carlo

@@ -56,14 +56,14 @@ def test_show_code_of_package_functions_links_the_file_and_stays_short():
         notebook.show_code()
 
 
-def test_below_prints_a_bound_and_refuses_a_false_claim():
-    assert notebook.below(3.5e-14) == "< 1e-12"
-    assert notebook.below(torch.tensor([1e-15, -3e-13], dtype=torch.float64)) == "< 1e-12"
-    assert notebook.below(8.5e-13, 1e-10) == "< 1e-10"
-    with pytest.raises(AssertionError, match="2e-12 is not below 1e-12"):
-        notebook.below(torch.tensor([0.0, -2e-12]))
+def test_agree_prints_digits_and_refuses_a_false_claim():
+    assert notebook.agree(3.5e-14) == "agree to 12 digits"
+    assert notebook.agree(torch.tensor([1e-15, -3e-13], dtype=torch.float64)) == "agree to 12 digits"
+    assert notebook.agree(8.5e-13, digits=10) == "agree to 10 digits"
+    with pytest.raises(AssertionError, match="2e-12 is not below 10\\^-12"):
+        notebook.agree(torch.tensor([0.0, -2e-12]))
     with pytest.raises(AssertionError, match="nan"):
-        notebook.below(math.nan)
+        notebook.agree(math.nan)
 
 
 def test_setup_sets_threads_from_argument_or_environment_and_seeds(monkeypatch):
