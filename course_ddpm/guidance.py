@@ -35,7 +35,7 @@ def predict_eps(
     Args:
         model: ``model(x_t, t) -> eps_pred`` or, with ``y``, ``model(x_t, t, y)``.
         x_t: ``(B, ...)``; t: ``(B,)`` long; y: ``(B,)`` class labels or None.
-        guidance_scale, null_label: s and the "no label" class (see :func:`conditioning`).
+        guidance_scale, null_label: s and the "no label" class (default ``model.config.num_classes``).
 
     Returns:
         ``(B, ...)`` eps_pred, checked to have the shape of x_t.
@@ -45,7 +45,7 @@ def predict_eps(
     elif guidance_scale is None:
         eps_pred = model(x_t, t, y)
     else:
-        y_null = torch.full_like(y, null_label)
+        y_null = torch.full_like(y, default_null_label(model) if null_label is None else null_label)
         eps_both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, y_null]))  # (2B, ...)
         check_eps_pred(eps_both, (2 * x_t.shape[0], *x_t.shape[1:]))
         eps_cond, eps_uncond = eps_both.chunk(2)  # 2 x (B, ...)
@@ -65,16 +65,32 @@ def conditioning(
 
     Guidance needs labels y. The null label defaults to ``model.config.num_classes`` (the
     course's networks reserve that class for "no label"); it is None without guidance.
+    Labels are checked before any sampling starts: a model whose ``config.num_classes`` is
+    None takes none, and a conditional one takes 0..num_classes (num_classes = null label).
     """
+    num_classes = getattr(getattr(model, "config", None), "num_classes", "unknown")
     if y is not None:
-        y = check_labels(y, batch).to(device=device, dtype=torch.long)
+        y = check_labels(y, batch)
+        if num_classes is None:
+            raise ValueError("labels y were given but the model is unconditional (config.num_classes is None)")
+        if isinstance(num_classes, int) and y.numel() and y.device.type == "cpu":
+            low, high = int(y.min()), int(y.max())
+            if low < 0 or high > num_classes:
+                raise ValueError(
+                    f"labels must lie in [0, {num_classes - 1}] (or {num_classes}, the null label), got [{low}, {high}]"
+                )
+        y = y.to(device=device, dtype=torch.long)
     if guidance_scale is None:
         return y, None
     if y is None:
         raise ValueError("guidance_scale needs class labels y")
     check_guidance_scale(guidance_scale)
+    return y, check_null_label(default_null_label(model) if null_label is None else null_label)
+
+
+def default_null_label(model: object) -> int:
+    """The "no label" class of the course's networks: ``model.config.num_classes``."""
+    null_label = getattr(getattr(model, "config", None), "num_classes", None)
     if null_label is None:
-        null_label = getattr(getattr(model, "config", None), "num_classes", None)
-        if null_label is None:
-            raise ValueError("classifier-free guidance needs null_label (model.config.num_classes was not found)")
-    return y, check_null_label(null_label)
+        raise ValueError("classifier-free guidance needs null_label (model.config.num_classes was not found)")
+    return null_label

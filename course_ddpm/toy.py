@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 
@@ -120,3 +121,91 @@ class GaussianMixture:
 
         return model
 
+    # ------------------------------------------------ classes: component k = label y = k
+    def component(self, k: int) -> "GaussianMixture":
+        """p(x_0 | y = k): component k alone, the class-conditional density when the label is the component."""
+        if not 0 <= k < len(self.weights):
+            raise ValueError(f"k must lie in [0, {len(self.weights)}), got {k}")
+        return GaussianMixture((1.0,), (self.means[k],), (self.stds[k],))
+
+    def conditional_eps_model(self, schedule: Schedule):
+        """The optimal class-conditional denoiser, ``model(x_t, t, y) -> eps_pred``, like a trained one.
+
+        Label y = k predicts the noise of component k, E[eps | x_t, y = k]; the null label
+        y = K (the number of components, ``model.config.num_classes``) and y = None that of the
+        whole mixture, E[eps | x_t]: what classifier-free training teaches one network.
+        """
+        K = len(self.weights)
+        per_label = [self.component(k).eps_model(schedule) for k in range(K)] + [self.eps_model(schedule)]
+
+        def model(x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+            y = torch.full_like(t, K) if y is None else y  # (B,)
+            eps = torch.zeros_like(x_t)
+            for k, eps_model in enumerate(per_label):
+                chosen = (y == k).reshape(-1, *[1] * (x_t.ndim - 1))  # (B, 1, ...)
+                eps = torch.where(chosen, eps_model(x_t, t), eps)
+            return eps
+
+        model.config = SimpleNamespace(num_classes=K)
+        return model
+
+    def guided_log_density(self, x: torch.Tensor, k: int, guidance_scale: float) -> torch.Tensor:
+        """Unnormalised log of p(x | y=k)^s p(x)^(1-s) = p(x | y=k) p(y=k | x)^(s-1) (up to a constant).
+
+        The density classifier-free guidance with scale s aims at when applied to clean data
+        (Ho & Salimans 2022, eq. 6 at t = 0); at t > 0 the sampler guides the *noised*
+        densities, so its samples only approximate it. ``(B, ...)`` -> ``(B,)``, like :meth:`log_prob`.
+        """
+        s = guidance_scale
+        return s * self.component(k).log_prob(x) + (1.0 - s) * self.log_prob(x)
+
+
+
+@dataclass(frozen=True)
+class CorrelatedGaussian:
+    """Data x_0 ~ N(m, S) in d dimensions: the simplest data whose coordinates depend on each other.
+
+    Its noised density stays Gaussian, q(x_t) = N(sqrt(alpha_bar) m, alpha_bar S + (1 - alpha_bar) I),
+    so the optimal denoiser is known, E[eps | x_t] = sqrt(1 - alpha_bar) C^-1 (x_t - sqrt(alpha_bar) m)
+    with C that covariance, and so is every conditional p(x_B | x_A) (Schur complement): the
+    exact answer an inpainting sampler should reproduce.
+
+    Attributes:
+        mean: ``(d,)`` m.  cov: ``(d, d)`` S, symmetric positive definite.
+    """
+
+    mean: tuple[float, ...]
+    cov: tuple[tuple[float, ...], ...]
+
+    def _m_S(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.tensor(self.mean, dtype=torch.float64), torch.tensor(self.cov, dtype=torch.float64)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(n, d)`` float64 draws of x_0."""
+        m, S = self._m_S()
+        z = torch.randn(n, len(m), generator=generator, dtype=torch.float64)
+        return m + z @ torch.linalg.cholesky(S).T
+
+    def eps_model(self, schedule: Schedule):
+        """The optimal denoiser ``model(x_t, t) -> eps_pred`` for x_t ``(B, d)``."""
+        m, S = self._m_S()
+
+        def model(x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+            alpha_bar = schedule.alpha_bar.to(torch.float64)[t].reshape(-1, 1, 1)  # (B, 1, 1)
+            C = alpha_bar * S + (1.0 - alpha_bar) * torch.eye(len(m), dtype=torch.float64)  # (B, d, d)
+            r = (x_t.double() - alpha_bar[:, :, 0].sqrt() * m).unsqueeze(-1)  # (B, d, 1)
+            eps = (1.0 - alpha_bar).sqrt() * torch.linalg.solve(C, r)  # (B, d, 1)
+            return eps.squeeze(-1).to(x_t.dtype)
+
+        return model
+
+    def conditional(self, known: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean ``(u,)`` and covariance ``(u, u)`` of the unknown coordinates given x_0[known] = values.
+
+        mu_U + S_UA S_AA^-1 (values - mu_A) and S_UU - S_UA S_AA^-1 S_AU, with A = ``known``
+        (a ``(d,)`` bool mask) and U the rest.
+        """
+        m, S = self._m_S()
+        A, U = known, ~known
+        gain = S[U][:, A] @ torch.linalg.inv(S[A][:, A])  # (u, a)
+        return m[U] + gain @ (values.double() - m[A]), S[U][:, U] - gain @ S[A][:, U]

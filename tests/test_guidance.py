@@ -102,3 +102,58 @@ def test_conditioning_checks_and_defaults():
         conditioning(model, torch.tensor([0, 1]), "2", None, 2, "cpu")
     with pytest.raises(ValueError, match="null_label"):  # a plain function: no model.config
         conditioning(GaussianMixture.gaussian().eps_model(SCHED), torch.tensor([0, 1]), 2.0, None, 2, "cpu")
+
+
+def test_bad_labels_are_refused_before_sampling_starts():
+    from course_ddpm.networks import build_model
+
+    model = CountingConditionalModel()
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 1\] \(or 2, the null label\), got \[0, 3\]"):
+        _sample(model, (2, 1), y=torch.tensor([0, 3]), guidance_scale=2.0)
+    with pytest.raises(ValueError, match="got \\[-1, 1\\]"):
+        _sample(model, (2, 1), y=torch.tensor([-1, 1]))
+    with pytest.raises(ValueError, match=r"y must have shape \(B,\) = \(2,\)"):
+        _sample(model, (2, 1), y=torch.tensor([0, 1, 1]))
+    assert model.batch_sizes == []  # the model was never called
+    unconditional = build_model("unet", base_channels=8, channel_mults=(1,), num_res_blocks=1, attention=False)
+    with pytest.raises(ValueError, match="labels y were given but the model is unconditional"):
+        sample(unconditional, SCHED, (1, 1, 28, 28), y=torch.tensor([3]), progress=False)
+
+
+def test_toy_guidance_follows_the_noised_tilted_density():
+    """With exact class denoisers, the guided eps is -sqrt(1 - alpha_bar) times the score of
+    q_t(x | y)^s q_t(x)^(1 - s) (Ho & Salimans 2022, eq. 6), checked by autograd."""
+    mixture = GaussianMixture((0.3, 0.7), (-0.8, 0.6), (0.2, 0.3))
+    model = mixture.conditional_eps_model(SCHED)
+    x_t = torch.linspace(-2, 2, 6, dtype=torch.float64).reshape(6, 1).requires_grad_()
+    t = torch.tensor([5, 40, 80, 120, 200, 249])
+    for s in (0.0, 1.0, 2.5):
+        log_tilted = s * mixture.component(0).noised_log_prob(SCHED, x_t, t) + (1 - s) * mixture.noised_log_prob(
+            SCHED, x_t, t
+        )
+        (score,) = torch.autograd.grad(log_tilted.sum(), x_t)
+        expected = -(1 - SCHED.alpha_bar[t]).sqrt().reshape(6, 1) * score
+        guided = predict_eps(model, x_t.detach(), t, torch.zeros(6, dtype=torch.long), guidance_scale=s)
+        torch.testing.assert_close(guided, expected)
+
+
+def test_shipped_conditional_model_guides_with_its_ema_weights_in_both_passes():
+    """One set of weights (the EMA ones, those evaluated on the card) serves eps_cond and eps_uncond;
+    s = 0 and s = 1 equal the unconditional and the plain conditional prediction to float precision."""
+    from course_ddpm.checkpoints import state_dict_sha256
+    from course_ddpm.pretrained import list_pretrained, load_pretrained
+
+    if "unet_cond" not in list_pretrained():
+        pytest.fail("the conditional weights are committed; their absence is a defect")
+    model, card = load_pretrained("unet_cond")
+    assert card["weights"] == "ema" and card["evaluation"]["model_tensors_sha256"] == state_dict_sha256(model)
+    g = torch.Generator().manual_seed(0)
+    x_t, t, y = torch.randn(4, 1, 28, 28, generator=g), torch.tensor([999, 600, 300, 50]), torch.tensor([1, 4, 7, 9])
+    with torch.no_grad():
+        eps_cond, eps_uncond = model(x_t, t, y), model(x_t, t, torch.full_like(y, 10))
+        for s in (0.0, 1.0, 3.0):
+            torch.testing.assert_close(
+                predict_eps(model, x_t, t, y, guidance_scale=s), eps_uncond + s * (eps_cond - eps_uncond),
+                rtol=1e-4, atol=1e-5,
+            )  # fmt: skip
+    assert not torch.allclose(eps_cond, eps_uncond, atol=1e-3)  # the label matters

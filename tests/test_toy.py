@@ -203,3 +203,51 @@ def test_eps_model_is_the_closed_form_denoiser_and_ignores_labels():
     expected = (1 - ab).sqrt() * (x_t - ab.sqrt() * m) / (ab * s**2 + 1 - ab)
     torch.testing.assert_close(model(x_t, t), expected)
     torch.testing.assert_close(model(x_t, t, torch.arange(5)), expected)
+
+
+# ------------------------------------------------------------- classes and guidance
+def test_conditional_eps_model_is_each_components_denoiser_and_the_null_label_the_mixtures():
+    model = MIXTURE.conditional_eps_model(SCHEDULE)
+    assert model.config.num_classes == 3  # the null label
+    x_t = torch.linspace(-2, 2, 8, dtype=torch.float64).reshape(8, 1)
+    t = torch.tensor([0, 10, 50, 100, 150, 199, 30, 70])
+    y = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    eps = model(x_t, t, y)
+    for i in range(8):
+        k = int(y[i])
+        data = MIXTURE if k == 3 else GaussianMixture((1.0,), (MIXTURE.means[k],), (MIXTURE.stds[k],))
+        expected = data.optimal_eps(SCHEDULE, x_t[i : i + 1], t[i : i + 1])
+        torch.testing.assert_close(eps[i : i + 1], expected)
+    torch.testing.assert_close(model(x_t, t), MIXTURE.optimal_eps(SCHEDULE, x_t, t))  # y = None: unconditional
+    with pytest.raises(ValueError, match="k must lie"):
+        MIXTURE.component(3)
+
+
+def test_guided_log_density_is_the_tilted_mixture():
+    x = torch.linspace(-1.5, 1.5, 7, dtype=torch.float64).reshape(7, 1)
+    for s in (0.0, 1.0, 3.0):
+        got = MIXTURE.guided_log_density(x, 2, s)
+        log_p_y = MIXTURE.component(2).log_prob(x) + math.log(MIXTURE.weights[2]) - MIXTURE.log_prob(x)  # Bayes
+        expected = MIXTURE.component(2).log_prob(x) + (s - 1) * log_p_y  # p(x|y) p(y|x)^(s-1), up to a constant
+        diff = got - expected
+        torch.testing.assert_close(diff, diff[:1].expand_as(diff))  # equal up to one constant
+
+
+def test_correlated_gaussian_denoiser_is_tweedie_of_its_noised_density():
+    from course_ddpm.toy import CorrelatedGaussian
+
+    data = CorrelatedGaussian((0.5, -0.2), ((1.0, 0.6), (0.6, 0.5)))
+    x_t = torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    t = torch.tensor([0, 20, 60, 120, 199])
+    m, S = torch.tensor(data.mean, dtype=torch.float64), torch.tensor(data.cov, dtype=torch.float64)
+    ab = SCHEDULE.alpha_bar[t].reshape(5, 1, 1)
+    noised = torch.distributions.MultivariateNormal(ab[:, :, 0].sqrt() * m, ab * S + (1 - ab) * torch.eye(2))
+    (score,) = torch.autograd.grad(noised.log_prob(x_t).sum(), x_t)
+    expected = -(1 - ab[:, :, 0]).sqrt() * score  # eps = -sqrt(1 - alpha_bar) grad log q(x_t)
+    torch.testing.assert_close(data.eps_model(SCHEDULE)(x_t.detach(), t), expected)
+    x = data.sample(200_000, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(torch.cov(x.T), S, atol=1e-2, rtol=0)
+    mean, cov = data.conditional(torch.tensor([True, False]), torch.tensor([1.5]))
+    near = x[(x[:, 0] - 1.5).abs() < 0.02, 1]  # draws with x_1 close to 1.5
+    assert float(mean) == pytest.approx(near.mean().item(), abs=0.03)
+    assert float(cov) == pytest.approx(near.var().item(), rel=0.1)
