@@ -21,6 +21,20 @@ Configurations (``--configs`` takes comma-separated names or shell patterns):
   ddimK_etaE                Song et al. 2021 (arXiv:2010.02502), eq. 12 with sigma from
                             eq. 16, K in {10, 20, 50, 100}, eta in {0, 0.5, 1}
 
+Ablation of DDIM-50 (``--ablation``; the 14 above are the default): eta in {0, 1} x x0 clipping
+on/off x "leading"/"trailing" timestep spacing, named ddim50_etaE[_noclip][_trailing], beside
+ddpm_small (give it a smaller ``--ddpm-n``: it costs 20x more per sample). Every
+configuration above clips x0_pred to [-1, 1] (Ho et al.'s released code, not Algorithm 2) and
+uses the "leading" spacing (the first step at t = 980, not T - 1 = 999); the ablation measures
+what each choice does to the FID:
+
+  python benchmarks/sampler_study.py --ablation --features --n 1000 --ddpm-n 300 --threads 1 \
+      --json course_ddpm/measurements/ddim_ablation.json
+
+``--features`` adds, per configuration, FID, KID and improved precision/recall in two feature
+spaces: the course classifier's and an independently trained second classifier's
+(:func:`measure_features`), to see whether the ranking of the samplers depends on the features.
+
 The full run of the issue (10,000 samples per configuration) takes hours on a CPU; see
 benchmarks/README.md for the commands and the time each part takes.
 
@@ -86,6 +100,8 @@ class SamplerConfig:
     steps: int | None = None
     eta: float = 0.0
     variance: Literal["fixed_small", "fixed_large"] = "fixed_small"
+    clip_x0: bool = True
+    spacing: Literal["leading", "trailing"] = "leading"
 
     def network_calls(self, T: int) -> int:
         """Network evaluations per sample: T for DDPM, K for K-step DDIM."""
@@ -101,6 +117,17 @@ def default_configs() -> list[SamplerConfig]:
     for steps in DDIM_STEPS:
         for eta in DDIM_ETAS:
             configs.append(SamplerConfig(f"ddim{steps}_eta{eta:g}", "ddim", steps=steps, eta=eta))
+    return configs
+
+
+def ablation_configs() -> list[SamplerConfig]:
+    """DDIM-50 with eta in {0, 1}, x0 clipping on and off, leading and trailing spacing: 8 configurations."""
+    configs = []
+    for eta in (0.0, 1.0):
+        for clip_x0 in (True, False):
+            for spacing in ("leading", "trailing"):
+                name = f"ddim50_eta{eta:g}" + ("" if clip_x0 else "_noclip") + ("" if spacing == "leading" else "_trailing")
+                configs.append(SamplerConfig(name, "ddim", steps=50, eta=eta, clip_x0=clip_x0, spacing=spacing))
     return configs
 
 
@@ -140,7 +167,8 @@ def run_config(
     wall, cpu = time.perf_counter(), time.process_time()
     samples = generate(
         model, schedule, len(x_T), x_T=x_T, sampler=config.sampler, num_inference_steps=config.steps,
-        eta=config.eta, variance_type=config.variance, seed=derive_seed(seed, f"sampler noise {config.name}"),
+        eta=config.eta, variance_type=config.variance, clip_x0=config.clip_x0, spacing=config.spacing,
+        seed=derive_seed(seed, f"sampler noise {config.name}"),
         batch_size=batch_size, progress=progress,
     )  # fmt: skip
     return samples, time.perf_counter() - wall, time.process_time() - cpu
@@ -158,6 +186,32 @@ def measure(samples: torch.Tensor) -> dict:
     }
 
 
+#: The feature spaces of the ablation: the course classifier (that of every MNIST-FID) and a
+#: second one, trained independently (other seed, half the width; pretrained "classifier_b").
+FEATURE_SPACES = {"a": "classifier", "b": "classifier_b"}
+
+
+def measure_features(samples: torch.Tensor, real: torch.Tensor) -> dict:
+    """In each feature space: FID against the 10,000 test images, KID (mean, std) and improved
+    precision/recall (k = 3) against ``real``, a random subset of the test images of the samples' size."""
+    from course_ddpm.feature_metrics import kernel_distance, precision_recall
+    from course_ddpm.fid import classifier_outputs, frechet_distance, mnist_test_outputs
+    from course_ddpm.pretrained import load_pretrained
+
+    out = {}
+    for key, name in FEATURE_SPACES.items():
+        classifier, _ = load_pretrained(name)
+        features = classifier_outputs(samples, classifier)[0]  # (N, d)
+        real_features = classifier_outputs(real, classifier)[0]  # (N, d)
+        kid, kid_std = kernel_distance(features, real_features)
+        precision, recall = precision_recall(features, real_features)
+        out[key] = {
+            "fid": frechet_distance(features, mnist_test_outputs(classifier)[0]),
+            "kid": kid, "kid_std": kid_std, "precision": precision, "recall": recall,
+        }  # fmt: skip
+    return out
+
+
 def run_study(
     model: nn.Module,
     schedule: Schedule,
@@ -168,8 +222,12 @@ def run_study(
     seed: int = 0,
     batch_size: int = 250,
     progress: bool = True,
+    features: bool = False,
 ) -> dict:
     """Run every configuration and measure it; a JSON-safe dict (see :func:`format_tables`).
+
+    With ``features``, each row also holds ``features``: :func:`measure_features` of its first
+    ``common_n`` samples, in the course classifier's feature space ("a") and a second one ("b").
 
     DDPM configurations sample ``ddpm_n`` images (default ``n``) from the first ``ddpm_n``
     of the shared x_T, DDIM ones ``n``. ``reference`` holds the FID floor and ceiling at
@@ -188,6 +246,12 @@ def run_study(
     common_n = min(sizes.values())
     x_T = draw_x_T(max(sizes.values()), seed)
     reference = {N: fid_reference_points(N, seed=seed) for N in sorted(set(sizes.values()))}
+    real = None
+    if features:  # N real test images, drawn once, the reference of KID and precision/recall
+        from course_ddpm.data import load_mnist
+
+        x_test, _ = load_mnist(train=False)
+        real = x_test[torch.randperm(len(x_test), generator=torch.Generator().manual_seed(seed))[:common_n]]
     results = []
     for config in configs:
         N = sizes[config.name]
@@ -199,6 +263,8 @@ def run_study(
             "wall_s_per_sample": wall / N, "cpu_s_per_sample": cpu / N, **measure(samples),
             "fid_floor": reference[N]["floor"], "fid_ceiling": reference[N]["ceiling"],
         })  # fmt: skip
+        if features:
+            results[-1]["features"] = measure_features(samples[:common_n], real)
         results[-1]["fid_common_n"] = results[-1]["fid"] if N == common_n else mnist_fid(samples[:common_n])
     add_speedups(results, T)
     return {
@@ -249,7 +315,7 @@ def merge_studies(parts: list[dict]) -> dict:
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise ValueError(f"cannot merge: {twice} ran in more than one part")
-    order = {c.name: i for i, c in enumerate(default_configs())}
+    order = {c.name: i for i, c in enumerate(default_configs() + ablation_configs())}
     results.sort(key=lambda r: order.get(r["name"], len(order)))
     add_speedups(results, first["T"])
     reference = {}
@@ -301,6 +367,15 @@ def format_tables(study: dict) -> str:
     if any(r["n"] < study["batch_size"] for r in study["results"]):
         lines += ["", "Note: some configurations ran with N below the batch size, i.e. smaller batches; "
                       "seconds per sample are then higher and the wall-clock speed-ups not like for like."]
+    if all("features" in r for r in study["results"]):
+        lines += ["", f"Two feature spaces (a: the course classifier, b: a second, independently trained one), first "
+                      f"{common_n} samples; KID (feature units, unbiased: can be < 0); precision / recall against {common_n} test images:", "",
+                  "| config | FID a | FID b | KID a | KID b | precision a | recall a | precision b | recall b |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for r in study["results"]:
+            a, b = r["features"]["a"], r["features"]["b"]
+            lines.append(f"| {r['name']} | {a['fid']:.2f} | {b['fid']:.2f} | {a['kid']:.3g} | {b['kid']:.3g} "
+                         f"| {a['precision']:.3f} | {a['recall']:.3f} | {b['precision']:.3f} | {b['recall']:.3f} |")  # fmt: skip
     lines += ["", "MNIST-FID yardsticks at each N (FIDs at different N are not comparable):", ""]
     for N, ref in study["reference"].items():
         lines.append(f"- N = {N}: floor {ref['floor']:.2f} (N real training images), "
@@ -329,6 +404,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--configs", default=None,
                    help="comma-separated names or patterns, e.g. 'ddpm_small,ddim50_*' (default: all 14)")
+    p.add_argument("--ablation", action="store_true",
+                   help="the 8 DDIM-50 configurations of eta x clipping x spacing instead of the default 14")
+    p.add_argument("--features", action="store_true",
+                   help="also FID, KID and precision/recall in two classifiers' feature spaces (measure_features)")
     p.add_argument("--json", default=None, help="write the results to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--merge", nargs="+", metavar="PART_JSON", default=None,
@@ -344,13 +423,13 @@ def main(argv: list[str] | None = None) -> dict:
         study = merge_studies([json.loads(Path(f).read_text(encoding="utf-8")) for f in args.merge])
         return _report(study, args.json, "merged " + ", ".join(args.merge))
     torch.set_num_threads(args.threads)
-    configs = select_configs(args.configs, default_configs())
+    configs = select_configs(args.configs, default_configs()[:1] + ablation_configs() if args.ablation else default_configs())
     model, card = load_checkpoint(args.checkpoint)
     schedule = schedule_from_card(card)
     start = time.perf_counter()
     study = run_study(
         model, schedule, configs, n=args.n, ddpm_n=args.ddpm_n, seed=args.seed, batch_size=args.batch_size,
-        progress=not args.no_progress,
+        progress=not args.no_progress, features=args.features,
     )  # fmt: skip
     study["meta"] = {
         "checkpoint": args.checkpoint,

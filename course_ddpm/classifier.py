@@ -206,11 +206,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    parser.add_argument("--channels", type=int, nargs=2, default=list(ClassifierConfig.channels), metavar=("C1", "C2"),
+                        help="channels of the two conv blocks (default 32 64)")
+    parser.add_argument("--hidden", type=int, default=ClassifierConfig.hidden, help="feature width d (default 128)")
     parser.add_argument("--out", default="course_ddpm/weights/mnist_classifier", help="path without suffix")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model, result = train_classifier(args.epochs, args.seed, progress=not args.no_progress)
+    config = ClassifierConfig(channels=tuple(args.channels), hidden=args.hidden)
+    model, result = train_classifier(args.epochs, args.seed, config=config, progress=not args.no_progress)
     n_params = sum(p.numel() for p in model.parameters())
     card = {
         "epochs": result.epochs,
@@ -239,4 +243,8 @@ def _weights_path(out: str) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the package's module, not this __main__ copy: the model registry knows the classes of
+    # course_ddpm.classifier, and a model built from __main__.MNISTClassifier would not save.
+    from course_ddpm.classifier import main as package_main
+
+    package_main()

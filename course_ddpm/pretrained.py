@@ -23,7 +23,7 @@ from torch import nn
 
 from course_ddpm.checkpoints import file_sha256
 
-PretrainedName = Literal["unet", "unet_cond", "classifier"]
+PretrainedName = Literal["unet", "unet_cond", "classifier", "classifier_b"]
 
 
 class PretrainedError(RuntimeError):
@@ -67,6 +67,14 @@ REGISTRY: dict[str, PretrainedEntry] = {
         "retrain it with scripts/train_classifier.sh (a few CPU minutes)",
         weights_sha256="2958d43ae61a8c1f7cfa2eaf457fa3cc6a41b13f728ab1226a9f735db2834a86",
         card_sha256="e11373c59e68b5de7f6ca1f56c27d07fa55287d6006d8f2a8721cb8dd0822bc4",
+    ),
+    "classifier_b": PretrainedEntry(
+        "mnist_classifier_b",
+        "a second MNIST classifier, trained independently (seed 1, half the width): a second feature space "
+        "for MNIST-FID, KID and precision/recall",
+        "retrain it with scripts/train_classifier.sh b (a few CPU minutes)",
+        weights_sha256="88e52023d303521f77314f9f73ca2fa27c6b9a3a47eb7f07c743fa7f65869b02",
+        card_sha256="231bc4e3e9187edef2c458972f9dc8bb25944de9b5082c238d8511b2cb9ec9e2",
     ),
 }
 

@@ -5,11 +5,16 @@
 # course_ddpm/pretrained.py:REGISTRY["classifier"] (the package refuses unregistered files).
 #
 #   scripts/train_classifier.sh            # PYTHON=... to pick the interpreter
+#   scripts/train_classifier.sh b          # the second classifier (mnist_classifier_b: seed 1, half the width)
 #
 # Needs MNIST offline (see `python -m course_ddpm.data`); takes a few CPU minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python}"
 "$PYTHON" -m course_ddpm.data --no-download
-"$PYTHON" -m course_ddpm.classifier --epochs 8 --seed 0 --out course_ddpm/weights/mnist_classifier
+if [ "${1:-}" = "b" ]; then
+  "$PYTHON" -m course_ddpm.classifier --epochs 8 --seed 1 --channels 16 32 --hidden 64 --out course_ddpm/weights/mnist_classifier_b
+else
+  "$PYTHON" -m course_ddpm.classifier --epochs 8 --seed 0 --out course_ddpm/weights/mnist_classifier
+fi
 "$PYTHON" -m course_ddpm.pretrained

@@ -48,6 +48,26 @@ def test_shipped_classifier_card_says_how_to_reproduce_it():
     assert card["cpu_minutes"] > 0
 
 
+def test_second_classifier_is_shipped_and_independent_of_the_first():
+    """classifier_b: its own files and hashes, another seed and width, about as accurate, and features
+    of its own (a second feature space for MNIST-FID is only a check if it was trained apart)."""
+    entry = pretrained.REGISTRY["classifier_b"]
+    assert sha256(WEIGHTS / f"{entry.stem}.safetensors") == entry.weights_sha256
+    assert sha256(WEIGHTS / f"{entry.stem}.json") == entry.card_sha256
+    model_b, card_b = load_pretrained("classifier_b")
+    model_a, card_a = load_pretrained("classifier")
+    assert card_b["seed"] != card_a["seed"] and card_b["model"]["hidden"] != card_a["model"]["hidden"]
+    assert f"--seed {card_b['seed']}" in card_b["command"] and "--hidden 64" in card_b["command"]
+    assert card_b["test_accuracy"] >= 0.99
+    from course_ddpm.data import load_mnist
+
+    x, y = load_mnist(train=False)
+    with torch.no_grad():
+        agree = (model_a(x[:500]).argmax(1) == model_b(x[:500]).argmax(1)).double().mean()
+        assert (model_b(x[:500]).argmax(1) == y[:500]).double().mean() > 0.98
+    assert agree > 0.97 and model_b.num_features == 64 != model_a.num_features
+
+
 def test_load_pretrained_classifier_without_network(monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("load_pretrained tried to open a network connection")
