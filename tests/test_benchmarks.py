@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_ddpm.checkpoints import load_model, save_model, schedule_card
+from course_ddpm.checkpoints import load_model, save_model, schedule_card, schedule_from_card
 from conftest import require_or_skip
 from course_ddpm.fid import mnist_fid
 from course_ddpm.networks import build_model, count_parameters, flops_per_image
@@ -86,6 +86,45 @@ def test_sampler_configs_and_selection():
     ]  # fmt: skip
     with pytest.raises(ValueError, match="ddim7"):
         study.select_configs("ddim7_eta0", configs)
+
+
+def test_ablation_configs_cover_eta_clipping_and_spacing_once_each():
+    study = _load_script("sampler_study")
+    configs = study.ablation_configs()
+    assert {(c.eta, c.clip_x0, c.spacing) for c in configs} == {
+        (e, clip, spacing) for e in (0.0, 1.0) for clip in (True, False) for spacing in ("leading", "trailing")
+    }
+    assert all(c.sampler == "ddim" and c.steps == 50 for c in configs) and len({c.name for c in configs}) == 8
+    # the defaults of the study are the ablation's "clip, leading" corner: same name, same settings
+    default = {c.name: c for c in study.default_configs()}
+    for c in configs:
+        if c.name in default:
+            assert c == default[c.name] and c.clip_x0 and c.spacing == "leading"
+
+
+@needs_classifier
+def test_sampler_study_features_in_two_feature_spaces(tmp_path, mnist_root, keep_threads, capsys):
+    from course_ddpm.feature_metrics import precision_recall
+    from course_ddpm.fid import classifier_outputs
+    from course_ddpm.pretrained import load_pretrained
+
+    study = _load_script("sampler_study")
+    torch.manual_seed(0)
+    checkpoint = save_model(tmp_path / "tiny.safetensors", tiny_unet(), {"schedule": schedule_card("linear", 60, False)})
+    result = study.main(["--checkpoint", str(checkpoint), "--ablation", "--features", "--n", "12", "--ddpm-n", "8",
+                         "--configs", "ddpm_small,ddim50_eta1_noclip_trailing", "--threads", "1", "--no-progress"])  # fmt: skip
+    rows = {r["name"]: r for r in result["results"]}
+    assert set(rows) == {"ddpm_small", "ddim50_eta1_noclip_trailing"}
+    assert rows["ddim50_eta1_noclip_trailing"]["clip_x0"] is False
+    assert rows["ddim50_eta1_noclip_trailing"]["spacing"] == "trailing"
+    for r in rows.values():
+        assert set(r["features"]) == {"a", "b"}
+        for space in r["features"].values():
+            assert 0 <= space["precision"] <= 1 and 0 <= space["recall"] <= 1 and space["fid"] >= 0
+    # feature space "a" is the course classifier's: its FID column is the study's FID of the same 8 samples
+    assert rows["ddpm_small"]["features"]["a"]["fid"] == pytest.approx(rows["ddpm_small"]["fid"], rel=1e-6)
+    assert "| ddpm_small |" in capsys.readouterr().out
+    assert load_pretrained("classifier_b")[0].num_features == 64
 
 
 def test_ddim_eta0_samples_do_not_depend_on_batch_size():
@@ -382,3 +421,41 @@ def test_learning_curve_merges_parts_into_the_committed_layout():
     assert curve.merge_parts(parts) == committed, "the committed file has exactly the merged layout"
     with pytest.raises(ValueError, match="same step"):
         curve.merge_parts([parts[0], parts[0]])
+
+
+# ------------------------------------------------------------------------ guidance sweep
+@needs_classifier
+def test_guidance_sweep_main_on_the_shipped_conditional_model(tmp_path, mnist_root, keep_threads, capsys):
+    sweep_script = _load_script("guidance_sweep")
+    out = tmp_path / "sweep.json"
+    sweep = sweep_script.main(["--n", "20", "--scales", "0", "1", "2", "--steps", "2", "--threads", "2",
+                               "--no-progress", "--json", str(out)])  # fmt: skip
+    assert json.loads(out.read_text()) == json.loads(json.dumps(sweep))
+    assert [r["guidance_scale"] for r in sweep["results"]] == [0.0, 1.0, 2.0]
+    assert sweep["n_per_digit"] == 2 and sweep["meta"]["tensors_sha256"]
+    for r in sweep["results"]:
+        assert len(r["accuracy_per_digit"]) == len(r["fid_per_digit"]) == len(r["fid_floor_per_digit"]) == 10
+        assert r["accuracy"] == pytest.approx(sum(r["accuracy_per_digit"]) / 10)
+        assert 0 <= r["pixels"]["grey"] <= 1 and r["fid"] >= 0
+    table = capsys.readouterr().out
+    assert len(_table_rows(table, "2")) == 1
+
+
+def test_guidance_sweep_shortcuts_at_s_0_and_1_equal_the_guided_formula(keep_threads):
+    """The sweep samples s = 0 with the null label and s = 1 with the labels, one pass each; both
+    must equal guidance at that scale (two passes) up to float32 rounding."""
+    from course_ddpm.pretrained import load_pretrained
+    from course_ddpm.sampling import generate
+
+    sweep_script = _load_script("guidance_sweep")
+    model, card = load_pretrained("unet_cond")
+    schedule = schedule_from_card(card)
+    x_T = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 3, 5, 9])
+    for s in (0.0, 1.0):
+        fast = sweep_script.sample_at_scale(model, schedule, x_T, labels, s, steps=3, batch_size=4, progress=False)
+        guided = generate(model, schedule, 4, x_T=x_T, labels=labels, guidance_scale=s, num_inference_steps=3,
+                          progress=False)  # fmt: skip
+        torch.testing.assert_close(fast, guided, rtol=0, atol=1e-4)
+    assert not torch.allclose(fast, sweep_script.sample_at_scale(model, schedule, x_T, labels, 0.0, steps=3,
+                                                                  batch_size=4, progress=False), atol=1e-2)  # fmt: skip
