@@ -24,7 +24,6 @@ Smoke run (seconds): ``--n-bpd 2 --n-fid 20 --tols 1e-2 --ddim-steps 5``.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -35,11 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_info import report, run_meta  # noqa: E402
 
 from course_ddpm.checkpoints import schedule_from_card, state_dict_sha256  # noqa: E402
-from course_ddpm.data import load_mnist  # noqa: E402
 from course_ddpm.evaluation import bits_per_dim  # noqa: E402
 from course_ddpm.fid import fid_reference_points, mnist_fid  # noqa: E402
-from course_ddpm.likelihood import ode_bits_per_dim  # noqa: E402
-from course_ddpm.ode import ode_sample  # noqa: E402
+from course_ddpm.likelihood import mnist_ode_bits_per_dim  # noqa: E402
+from course_ddpm.ode import ode_generate  # noqa: E402
 from course_ddpm.pretrained import load_pretrained  # noqa: E402
 from course_ddpm.sampling import sample  # noqa: E402
 from course_ddpm.sde import VPSDE  # noqa: E402
@@ -47,25 +45,18 @@ from course_ddpm.sde import VPSDE  # noqa: E402
 
 def likelihood(model, schedule, sde, n: int, batch_size: int, seed: int, rtol: float) -> dict:
     """ODE bits/dim (mean, standard error, per image) and the ELBO on the same first n test digits."""
-    x_test, _ = load_mnist(train=False)
-    generator = torch.Generator().manual_seed(seed)
-    bpd, nfe = [], []
-    for x0 in x_test[:n].split(batch_size):
-        b, k = ode_bits_per_dim(model, sde, x0, rtol=rtol, atol=rtol, generator=generator)
-        bpd.append(b)
-        nfe.append(k)
-    bpd = torch.cat(bpd)
+    ode = mnist_ode_bits_per_dim(model, sde, n, batch_size=batch_size, seed=seed, rtol=rtol)
     elbo = bits_per_dim(model, schedule, n=n, batch_size=batch_size, seed=seed, progress=False)
     return {
         "n": n,
-        "ode_bpd": float(bpd.mean()),
-        "ode_bpd_stderr": float(bpd.std() / math.sqrt(n)),
-        "ode_bpd_per_image": [round(float(b), 5) for b in bpd],
-        "ode_nfe_per_batch": nfe,
+        "ode_bpd": ode["bpd"],
+        "ode_bpd_stderr": ode["stderr"],
+        "ode_bpd_per_image": [round(b, 5) for b in ode["per_image"]],
+        "ode_nfe_per_batch": ode["nfe"],
         "batch_size": batch_size,
         "rtol": rtol,
         "atol": rtol,
-        "t_start": 1e-5,
+        "t_start": ode["t_start"],
         "elbo_bpd": elbo["total"],
         "elbo": elbo,
     }
@@ -77,9 +68,7 @@ def sampling(model, sde, n: int, batch_size: int, seed: int, tols: list[float], 
     rows = []
     for tol in tols:
         start = time.perf_counter()
-        parts = [ode_sample(model, sde, x.shape, rtol=tol, atol=tol, x_T=x) for x in x_T.split(batch_size)]
-        samples = torch.cat([p.x for p in parts])
-        nfe = sum(p.nfe * len(p.x) for p in parts) / n  # network calls per image
+        samples, nfe = ode_generate(model, sde, n, rtol=tol, seed=seed, batch_size=batch_size)  # the same x_T
         rows.append({"sampler": "ode", "tol": tol, "nfe": nfe, "fid": mnist_fid(samples),
                      "seconds": time.perf_counter() - start})  # fmt: skip
     for steps in ddim_steps:

@@ -30,7 +30,7 @@ import torch
 
 from course_ddpm.forward import x0_from_eps
 from course_ddpm.sde import VPSDE, ScoreFn, per_sample, score_from_model
-from course_ddpm.validation import check_eps_pred, check_float, check_shape
+from course_ddpm.validation import check_count, check_eps_pred, check_float, check_shape
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,6 +137,29 @@ def ode_sample(
         if was_training:
             model.train()
     return ODESolution(x=x0.clamp(-1.0, 1.0) if clip_x0 else x0, nfe=path.nfe + 1)
+
+
+def ode_generate(
+    model: Callable[..., torch.Tensor],
+    sde: VPSDE,
+    n: int,
+    image_shape: Sequence[int] = (1, 28, 28),
+    *,
+    rtol: float = 1e-3,
+    seed: int = 0,
+    batch_size: int = 250,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.Tensor, float]:
+    """``n`` images from :func:`ode_sample` in batches (x_T of all n drawn first, from ``seed``).
+
+    Returns:
+        samples ``(n, C, H, W)`` on the CPU and the mean NFE per image.
+    """
+    check_count("n", n)
+    check_count("batch_size", batch_size)
+    x_T = torch.randn((n, *image_shape), generator=torch.Generator().manual_seed(seed))
+    parts = [ode_sample(model, sde, x.shape, rtol=rtol, atol=rtol, x_T=x.to(device)) for x in x_T.split(batch_size)]
+    return torch.cat([p.x.cpu() for p in parts]), sum(p.nfe * len(p.x) for p in parts) / n
 
 
 def ddim_variables(sde: VPSDE, x: torch.Tensor, t: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
