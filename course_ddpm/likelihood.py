@@ -35,7 +35,7 @@ from typing import Callable
 import torch
 
 from course_ddpm.ode import ode_drift, solve
-from course_ddpm.sde import VPSDE, ScoreFn
+from course_ddpm.sde import VPSDE, ScoreFn, score_from_model
 from course_ddpm.validation import check_choice, check_count, check_float
 
 #: bins of width 2/255 around the 256 levels of [-1, 1] (Ho et al. eq. 13)
@@ -185,8 +185,6 @@ def ode_bits_per_dim(
     Returns:
         bits/dim ``(B,)`` float64 and the NFE of the solve.
     """
-    from course_ddpm.sde import score_from_model
-
     y = dequantise(x0, generator)
     was_training = getattr(model, "training", False)
     if was_training:
