@@ -23,7 +23,8 @@ by uniform dequantisation, y = x0 + u with u ~ U(-1/255, 1/255)^D: by Jensen,
     -log P(x0) <= E_u[-log p(x0 + u)] - D log(2/255),
 
 so bits/dim = -log p(y) / (D ln 2) + log2(255/2) (:func:`bits_per_dim_of_density`), comparable
-with :func:`course_ddpm.evaluation.bits_per_dim` (both are upper bounds on -log2 P(x0) / D).
+with :func:`course_ddpm.evaluation.bits_per_dim`: both are upper bounds on -log2 P(x0) / D over the
+same bins, of the network read as a flow here and as a Markov chain there.
 """
 
 from __future__ import annotations
