@@ -11,10 +11,12 @@ from course_ddpm.likelihood import (
     dequantise,
     divergence_exact,
     divergence_hutchinson,
+    mnist_ode_bits_per_dim,
     ode_bits_per_dim,
     ode_log_likelihood,
     rademacher,
 )
+from course_ddpm.data import load_mnist
 from course_ddpm.schedules import linear_schedule
 from course_ddpm.sde import VPSDE, score_of_mixture
 from course_ddpm.toy import GaussianMixture
@@ -98,3 +100,18 @@ def test_ode_bits_per_dim_with_the_optimal_denoiser_matches_the_exact_density():
     exact = bits_per_dim_of_density(mixture.log_prob(y), 9)
     assert nfe > 10
     assert torch.allclose(bpd, exact, atol=0.02)
+
+
+@pytest.mark.mnist
+def test_mnist_ode_bits_per_dim_averages_the_per_image_values_with_their_standard_error():
+    """The mean and standard error of the per-image values; the first is a direct ode_bits_per_dim call, same seed."""
+    mixture = GaussianMixture((0.5, 0.5), (-0.8, 0.8), (0.3, 0.3))
+    result = mnist_ode_bits_per_dim(mixture.eps_model(SDE.schedule), SDE, 3, batch_size=1, seed=0, rtol=1e-4)
+    per_image = torch.tensor(result["per_image"], dtype=torch.float64)
+    assert result["n"] == 3 and len(result["nfe"]) == 3
+    assert result["bpd"] == pytest.approx(float(per_image.mean()))
+    assert result["stderr"] == pytest.approx(float(per_image.std() / math.sqrt(3)))
+    x_test, _ = load_mnist(train=False)
+    generator = torch.Generator().manual_seed(0)
+    first, _ = ode_bits_per_dim(mixture.eps_model(SDE.schedule), SDE, x_test[:1], generator=generator, rtol=1e-4, atol=1e-4)
+    assert float(first[0]) == pytest.approx(result["per_image"][0])
