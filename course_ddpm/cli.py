@@ -5,7 +5,9 @@
     torchrun --nproc_per_node 4 -m course_ddpm.cli train --config run.json
     course-ddpm sample --checkpoint runs/ddpm/final.safetensors --sampler ddim --steps 50 --out grid.png
     course-ddpm sample --checkpoint pretrained --n 1000 --out samples.npy
+    course-ddpm sample --checkpoint pretrained --sampler ode --rtol 1e-3 --out grid.png   # probability-flow ODE
     course-ddpm evaluate --checkpoint pretrained --n 1000 --json report.json
+    course-ddpm evaluate --checkpoint pretrained --n 100 --ode-bpd 20   # + exact bits/dim by the ODE
     course-ddpm info runs/ddpm/final.safetensors
 
 A checkpoint is a ``.safetensors`` (or its ``.json`` card), a training state ``last.pt``
@@ -131,10 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_config_flags(p)
     p.set_defaults(func=cmd_train)
 
-    def add_model_args(p: argparse.ArgumentParser, n_default: int, steps_help: str) -> None:
+    def add_model_args(
+        p: argparse.ArgumentParser, n_default: int, steps_help: str, samplers: tuple[str, ...] = ("ddpm", "ddim")
+    ) -> None:
         p.add_argument("--checkpoint", required=True, metavar="PATH|pretrained",
                        help="model .safetensors/.json, training state .pt, 'pretrained' or 'pretrained:NAME'")  # fmt: skip
-        p.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim", help="sampler (default: ddim)")
+        p.add_argument("--sampler", choices=samplers, default="ddim", help="sampler (default: ddim)")
         p.add_argument("--steps", type=_optional(int), default=None, help=steps_help)
         p.add_argument("--eta", type=float, default=0.0, help="DDIM eta: 0 deterministic, 1 DDPM-like (default: 0)")
         p.add_argument("--n", type=int, default=n_default, help=f"number of images (default: {n_default})")
@@ -145,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="draw images from a model", description="Draw images from a trained model. "
                        "FILE.png: a grid; FILE.npy: float32 (N, C, H, W) pixel intensities in [0, 1].")  # fmt: skip
-    add_model_args(p, 64, "reverse steps (default: 50 for ddim, all T for ddpm)")
+    add_model_args(p, 64, "reverse steps (default: 50 for ddim, all T for ddpm)", ("ddpm", "ddim", "ode"))
+    p.add_argument("--rtol", type=float, default=1e-3,
+                   help="--sampler ode: the RK45 tolerance (rtol = atol; default: 1e-3)")  # fmt: skip
     p.add_argument("--out", required=True, type=Path, metavar="FILE.png|FILE.npy", help="where to write")
     p.add_argument("--label", type=int, default=None, metavar="K", help="digit to draw (conditional models)")
     p.add_argument("--guidance", type=float, default=None, metavar="W",
@@ -156,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Sample a model and measure the samples (course_ddpm.evaluation).")  # fmt: skip
     add_model_args(p, 1000, "reverse steps (default: 50 for ddim, all T for ddpm)")
     p.add_argument("--bpd-subset", type=int, default=0, metavar="N", help="bits/dim on N test images (default: 0, off)")
+    p.add_argument("--ode-bpd", type=int, default=0, metavar="N",
+                   help="bits/dim on N test images by the probability-flow ODE, Hutchinson's trace (default: 0, off)")  # fmt: skip
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--guidance", type=float, default=None, metavar="W",
                    help="classifier-free guidance scale s for a class-conditional model")  # fmt: skip
@@ -242,10 +250,23 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise _UsageError(f"--label must lie in [0, {num_classes}), got {args.label}")
     if args.guidance is not None and args.label is None:
         raise _UsageError("--guidance needs --label")
-    images = generate(model, schedule_from_card(card), args.n, image_shape=default_image_shape(model, card),
-                      labels=args.label, guidance_scale=args.guidance, sampler=args.sampler,
-                      num_inference_steps=args.steps, eta=args.eta, seed=args.seed, batch_size=args.batch_size,
-                      device=device)  # fmt: skip
+    if args.sampler == "ode":
+        from course_ddpm.ode import ode_generate
+        from course_ddpm.sde import VPSDE
+
+        if args.label is not None or args.steps is not None or args.eta != 0.0:
+            raise _UsageError("--sampler ode takes --rtol, not --label, --steps or --eta")
+        if not 0.0 < args.rtol < 1.0:
+            raise _UsageError(f"--rtol must lie in (0, 1), got {args.rtol}")
+        sde = VPSDE.from_schedule(schedule_from_card(card))
+        images, nfe = ode_generate(model, sde, args.n, default_image_shape(model, card), rtol=args.rtol,
+                                   seed=args.seed, batch_size=args.batch_size, device=device)  # fmt: skip
+        print(f"probability-flow ODE: {nfe:.1f} network evaluations per image")
+    else:
+        images = generate(model, schedule_from_card(card), args.n, image_shape=default_image_shape(model, card),
+                          labels=args.label, guidance_scale=args.guidance, sampler=args.sampler,
+                          num_inference_steps=args.steps, eta=args.eta, seed=args.seed, batch_size=args.batch_size,
+                          device=device)  # fmt: skip
     pixels = to_pixels(images)  # (N, C, H, W) in [0, 1]
     if suffix == ".npy":
         import numpy as np
@@ -268,7 +289,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     results = evaluate(model, schedule_from_card(card), n=args.n, sampler=args.sampler, num_inference_steps=args.steps,
                        eta=args.eta, seed=args.seed, batch_size=args.batch_size, device=device,
                        bpd_subset=args.bpd_subset, guidance_scale=args.guidance, progress=True)  # fmt: skip
+    if args.ode_bpd:
+        from course_ddpm.likelihood import mnist_ode_bits_per_dim
+        from course_ddpm.sde import VPSDE
+
+        if args.ode_bpd < 0:
+            raise _UsageError(f"--ode-bpd must be >= 0, got {args.ode_bpd}")
+        ode = mnist_ode_bits_per_dim(model, VPSDE.from_schedule(schedule_from_card(card)), args.ode_bpd,
+                                     seed=args.seed, device=device)  # fmt: skip
+        results["ode_bpd"] = ode
     print(format_report(results))
+    if results.get("ode_bpd"):
+        o = results["ode_bpd"]
+        print(f"\nbits/dim on {o['n']} MNIST test images by the probability-flow ODE (Hutchinson, RK45 rtol "
+              f"{o['rtol']:g}): {o['bpd']:.4f} +- {o['stderr']:.4f} (standard error)")
     if args.json is not None:
         atomic_write_text(args.json, json.dumps({"checkpoint": args.checkpoint, **results}, indent=2) + "\n")
     return 0

@@ -95,7 +95,18 @@ class GaussianMixture:
     def noised_log_prob(self, schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """log q(x_t) of the noised data, ``(B, ...)`` -> ``(B,)`` (Gaussian convolution, closed form)."""
         check_float("x_t", x_t)
-        log_comp, _, _ = self._log_components(x_t, broadcast(schedule.alpha_bar, t, x_t))
+        return self.log_prob_at(x_t, broadcast(schedule.alpha_bar, t, x_t))
+
+    def log_prob_at(self, x_t: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+        """log q(x_t) at any noise level alpha_bar (continuous time, :mod:`course_ddpm.sde`).
+
+        Args:
+            x_t: ``(B, ...)``. alpha_bar: ``(B, 1, ..., 1)`` in (0, 1].
+        Returns:
+            ``(B,)`` in nats.
+        """
+        check_float("x_t", x_t)
+        log_comp, _, _ = self._log_components(x_t, alpha_bar.to(x_t.dtype))
         return torch.logsumexp(log_comp, dim=-1).flatten(1).sum(1)
 
     def score(self, schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -105,7 +116,16 @@ class GaussianMixture:
         r_k = w_k N(x; mu_k, v_k) / q(x), mu_k = sqrt(alpha_bar) m_k, v_k = alpha_bar s_k^2 + 1 - alpha_bar.
         """
         check_float("x_t", x_t)
-        log_comp, mu, v = self._log_components(x_t, broadcast(schedule.alpha_bar, t, x_t))  # (B, ..., K)
+        return self.score_at(x_t, broadcast(schedule.alpha_bar, t, x_t))
+
+    def score_at(self, x_t: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+        """grad_x log q(x_t) at any noise level alpha_bar ``(B, 1, ..., 1)`` in (0, 1]: ``(B, ...)``.
+
+        The exact score of the continuous-time process of :mod:`course_ddpm.sde`; at
+        alpha_bar = 1 it is the data's own score grad log p(x).
+        """
+        check_float("x_t", x_t)
+        log_comp, mu, v = self._log_components(x_t, alpha_bar.to(x_t.dtype))  # (B, ..., K)
         r = torch.softmax(log_comp, dim=-1)
         return (r * (-(x_t.unsqueeze(-1) - mu) / v)).sum(-1)
 

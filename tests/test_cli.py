@@ -61,7 +61,7 @@ def test_help_of_every_command(capsys, command):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: course-ddpm")
-    expected = {(): "evaluate", ("train",): "--batch-size", ("sample",): "--guidance", ("evaluate",): "--bpd-subset",
+    expected = {(): "evaluate", ("train",): "--batch-size", ("sample",): "--rtol", ("evaluate",): "--ode-bpd",
                 ("info",): "CHECKPOINT"}[tuple(command)]  # fmt: skip
     assert expected in out
 
@@ -233,3 +233,41 @@ def test_evaluate_passes_the_options_and_writes_json(capsys, tmp_path, tiny_chec
     assert seen["n"] == 12 and seen["sampler"] == "ddpm" and seen["num_inference_steps"] is None and seen["seed"] == 5
     assert seen["T"] == 10 and str(seen["device"]) == "cpu"
     assert json.loads((tmp_path / "r.json").read_text())["fid"] == 1.5
+
+
+# ------------------------------------------------------------------ probability-flow ODE
+def test_sample_with_the_ode_sampler_draws_digits_from_the_shipped_model(capsys, tmp_path):
+    """course-ddpm sample --sampler ode: RK45 on the probability-flow ODE; the classifier recognises digits."""
+    from course_ddpm.fid import default_classifier
+
+    npy = tmp_path / "ode.npy"
+    code, out, err = run_cli(capsys, "sample", "--checkpoint", "pretrained", "--sampler", "ode", "--rtol", "1e-2",
+                             "--n", 3, "--device", "cpu", "--out", npy)  # fmt: skip
+    assert code == 0, err
+    assert "network evaluations per image" in out
+    x0 = torch.from_numpy(np.load(npy)) * 2 - 1
+    with torch.no_grad():
+        assert float(default_classifier()(x0).softmax(1).max(1).values.min()) > 0.8
+    code, _, err = run_cli(capsys, "sample", "--checkpoint", "pretrained", "--sampler", "ode", "--steps", 5,
+                           "--device", "cpu", "--out", npy)  # fmt: skip
+    assert code == 2 and "--rtol" in err
+
+
+def test_evaluate_ode_bpd_passes_n_and_reports_it(capsys, tmp_path, tiny_checkpoint, monkeypatch):
+    from course_ddpm import evaluation, likelihood
+
+    seen = {}
+
+    def fake_ode_bpd(model, sde, n, **kwargs):
+        seen.update(kwargs, n=n, T=sde.T)
+        return {"n": n, "bpd": 1.25, "stderr": 0.5, "rtol": 1e-5}
+
+    monkeypatch.setattr(evaluation, "evaluate", lambda model, schedule, **kw: {"fid": 1.5})
+    monkeypatch.setattr(evaluation, "format_report", lambda d: "REPORT")
+    monkeypatch.setattr(likelihood, "mnist_ode_bits_per_dim", fake_ode_bpd)
+    code, out, err = run_cli(capsys, "evaluate", "--checkpoint", "pretrained", "--ode-bpd", 7, "--seed", 3,
+                             "--device", "cpu", "--json", tmp_path / "r.json")  # fmt: skip
+    assert code == 0, err
+    assert seen["n"] == 7 and seen["seed"] == 3 and seen["T"] == 1000
+    assert "1.2500 +- 0.5000" in out
+    assert json.loads((tmp_path / "r.json").read_text())["ode_bpd"]["bpd"] == 1.25
