@@ -175,8 +175,8 @@ def _compare_tensors(got: Any, expected: torch.Tensor, rtol: float, atol: float,
         return None
     diff = (got - expected).abs()
     where = tuple(int(i) for i in torch.unravel_index(diff.nan_to_num(nan=float("inf")).argmax(), diff.shape))
-    return (f"values differ from the reference: at index {where} you return {got[where].item():.6g}, "
-            f"the reference {expected[where].item():.6g}")
+    return (f"values differ from the reference: at index {where} you return {got[where].item():.8g}, "
+            f"the reference {expected[where].item():.8g}")
 
 
 def _kind(x: Any) -> str:

@@ -195,7 +195,7 @@ DENOISING_TERM = Exercise(
     ),
 )
 
-EXERCISES = (GAUSSIAN_KL, Q_POSTERIOR, EPS_MSE_WEIGHT, DENOISING_TERM)
+EXERCISES = (Q_POSTERIOR, GAUSSIAN_KL, EPS_MSE_WEIGHT, DENOISING_TERM)  # in the order of notebook 01
 check_gaussian_kl = GAUSSIAN_KL.check
 check_q_posterior = Q_POSTERIOR.check
 check_eps_mse_weight = EPS_MSE_WEIGHT.check

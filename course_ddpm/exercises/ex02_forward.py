@@ -158,7 +158,7 @@ COSINE_BETA = Exercise(
     ),
 )
 
-EXERCISES = (Q_SAMPLE, ALPHA_BAR, SNR, COSINE_BETA)
+EXERCISES = (ALPHA_BAR, Q_SAMPLE, SNR, COSINE_BETA)  # in the order of notebook 02
 check_q_sample = Q_SAMPLE.check
 check_alpha_bar = ALPHA_BAR.check
 check_snr = SNR.check

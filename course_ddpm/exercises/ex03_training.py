@@ -184,6 +184,7 @@ TIME_EMBEDDING = Exercise(
     reference=sinusoidal_embedding,
     reference_name="course_ddpm.unet.sinusoidal_embedding",
     cases=_embedding_cases,
+    atol=1e-4,  # float32 sin(t w) at t ~ 1000: another order of operations moves the angle by ~1e-4
     mistakes=(
         Mistake("the sines come first, then the cosines: torch.cat([sin, cos], dim=1)",
                 lambda t, dim: _embedding(t, dim, order="cos_sin")),
@@ -196,7 +197,7 @@ TIME_EMBEDDING = Exercise(
     ),
 )
 
-EXERCISES = (TO_MODEL_RANGE, TRAINING_LOSS, EMA_UPDATE, TIME_EMBEDDING)
+EXERCISES = (TRAINING_LOSS, TO_MODEL_RANGE, TIME_EMBEDDING, EMA_UPDATE)  # in the order of notebook 03
 check_to_model_range = TO_MODEL_RANGE.check
 check_training_loss = TRAINING_LOSS.check
 check_ema_update = EMA_UPDATE.check
