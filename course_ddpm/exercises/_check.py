@@ -121,6 +121,11 @@ class Exercise:
         return CheckResult(False, f"{FAIL} {self.name}: {message}")
 
 
+def randn(*shape: int, seed: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Standard normal inputs of a case, from their own seeded generator (the global stream is left alone)."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
 def compare(
     got: Any, expected: Any, rtol: float, atol: float, names: Sequence[str] = (), equal_nan: bool = False
 ) -> str | None:

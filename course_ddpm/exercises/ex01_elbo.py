@@ -12,7 +12,7 @@ import math
 import torch
 
 from course_ddpm.bound import vb_term_bpd
-from course_ddpm.exercises._check import Case, Exercise, Mistake
+from course_ddpm.exercises._check import Case, Exercise, Mistake, randn
 from course_ddpm.forward import q_posterior, q_sample
 from course_ddpm.gaussian import normal_kl
 from course_ddpm.losses import weighted_eps_mse_coefficient
@@ -21,8 +21,7 @@ from course_ddpm.schedules import broadcast, cosine_schedule, linear_schedule
 from course_ddpm.toy import GaussianMixture
 
 
-def _randn(*shape: int, seed: int) -> torch.Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+_randn = randn
 
 
 # --- 1. KL between two Gaussians with the same variance --------------------------------------

@@ -6,17 +6,18 @@ References are the package's (:mod:`course_ddpm.forward`, :mod:`course_ddpm.sche
 
 from __future__ import annotations
 
+import functools
+
 import math
 
 import torch
 
-from course_ddpm.exercises._check import Case, Exercise, Mistake
+from course_ddpm.exercises._check import Case, Exercise, Mistake, randn
 from course_ddpm.forward import q_sample
 from course_ddpm.schedules import Schedule, broadcast, cosine_schedule, linear_schedule
 
 
-def _randn(*shape: int, seed: int, dtype=torch.float32) -> torch.Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+_randn = functools.partial(randn, dtype=torch.float32)
 
 
 # --- 1. q_sample -----------------------------------------------------------------------------

@@ -6,21 +6,22 @@ References are the package's (:mod:`course_ddpm.data`, :mod:`course_ddpm.trainin
 
 from __future__ import annotations
 
+import functools
+
 import math
 
 import torch
 from torch import nn
 
 from course_ddpm.data import from_pixels
-from course_ddpm.exercises._check import Case, Exercise, Mistake
+from course_ddpm.exercises._check import Case, Exercise, Mistake, randn
 from course_ddpm.forward import q_sample
 from course_ddpm.schedules import broadcast, linear_schedule
 from course_ddpm.training_step import Batch, diffusion_loss, ema_update
 from course_ddpm.unet import sinusoidal_embedding
 
 
-def _randn(*shape: int, seed: int) -> torch.Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+_randn = functools.partial(randn, dtype=torch.float32)
 
 
 # --- 1. pixels 0..255 -> [-1, 1] --------------------------------------------------------------

@@ -11,15 +11,14 @@ import torch
 
 from course_ddpm.ddim import ddim_step, slerp
 from course_ddpm.ddpm import ddpm_step
-from course_ddpm.exercises._check import Case, Exercise, Mistake
+from course_ddpm.exercises._check import Case, Exercise, Mistake, randn
 from course_ddpm.forward import x0_from_eps
 from course_ddpm.schedules import broadcast, cosine_schedule, linear_schedule
 
 
-def _randn(*shape: int, seed: int, dtype=torch.float64) -> torch.Tensor:
-    """float64 by default: the package's step computes x0_pred first, eq. 11 does not, and in float32
-    the two orders differ by ~1e-5 near t = T - 1 (x0_pred divides by sqrt(alpha_bar_T) = 0.006)."""
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+# float64: the package's step computes x0_pred first, eq. 11 does not, and in float32 the two orders
+# differ by ~1e-5 near t = T - 1 (x0_pred divides by sqrt(alpha_bar_T) = 0.006).
+_randn = randn
 
 
 # --- 1. x0 from the predicted noise ----------------------------------------------------------
