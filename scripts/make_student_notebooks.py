@@ -12,7 +12,8 @@ notebook that has such a cell, this script runs two nbconvert preprocessors over
   of nbgrader's ``ClearSolutions`` preprocessor, whose markers and stub these are);
 * nbconvert's ``ClearOutputPreprocessor`` removes every output and execution count;
 
-and drops the jupytext pairing from the metadata (a student's save must not write a ``.py``).
+and keeps of the notebook's metadata only the kernel's (no jupytext pairing: a student's save must
+not write a ``.py``; no widget state of the instructor's last run).
 Everything else (cell ids, sources, tags) is kept, so the student notebook differs from the
 instructor's only in the solutions and the outputs. The exercise checks catch the stub's
 ``NotImplementedError`` and print "not done yet", so a student notebook runs to the end.
@@ -73,7 +74,8 @@ def student_version(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     nb = nbformat.from_dict(nb)  # deep copy
     for preprocessor in (ClearSolutions(), ClearOutputPreprocessor()):
         nb, _ = preprocessor.preprocess(nb, {})
-    nb.metadata.pop("jupytext", None)
+    # keep what a kernel needs; drop the jupytext pairing and the widget state of the last run
+    nb.metadata = nbformat.NotebookNode({k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info")})
     return nb
 
 
