@@ -127,7 +127,8 @@ def _execute_exercises(nb: nbformat.NotebookNode, monkeypatch) -> list[str]:
     monkeypatch.setenv("COURSE_DDPM_THREADS", "1")
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    NotebookClient(run, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    resources = {"metadata": {"path": str(ROOT / "notebooks")}}
+    NotebookClient(run, timeout=300, kernel_name="python3", resources=resources).execute()
     outputs = []
     for cell in run.cells[1:]:
         assert not any(o.output_type == "error" for o in cell.outputs), cell.source

@@ -115,7 +115,8 @@ class Exercise:
                     return self._fail(f"{mistake.hint} (seen on {case.description})")
             return self._fail(f"on {case.description}: {problem}")
         names = ", ".join(case.description for case in cases)
-        return CheckResult(True, f"{PASS} {self.name}: agrees with {self.reference_name} on {len(cases)} cases ({names})")
+        message = f"{PASS} {self.name}: agrees with {self.reference_name} on {len(cases)} cases ({names})"
+        return CheckResult(True, message)
 
     def _fail(self, message: str) -> CheckResult:
         return CheckResult(False, f"{FAIL} {self.name}: {message}")

@@ -43,7 +43,8 @@ GAUSSIAN_KL = Exercise(
     reference_name="course_ddpm.gaussian.normal_kl with equal log-variances",
     cases=_kl_cases,
     mistakes=(
-        Mistake("the factor 1/2 is missing: KL = (mu_q - mu_p)^2 / (2 var)", lambda mu_q, mu_p, var: (mu_q - mu_p) ** 2 / var),
+        Mistake("the factor 1/2 is missing: KL = (mu_q - mu_p)^2 / (2 var)",
+                lambda mu_q, mu_p, var: (mu_q - mu_p) ** 2 / var),
         Mistake("divide by the variance var = sigma^2, not by the standard deviation sqrt(var)",
                 lambda mu_q, mu_p, var: (mu_q - mu_p) ** 2 / (2 * var.sqrt())),
         Mistake("the difference of the means must be squared: (mu_q - mu_p)^2",
@@ -76,7 +77,8 @@ def _posterior_cases() -> list[Case]:
         Case("a random batch, linear T = 1000", (linear, _randn(5, 3, seed=0), _randn(5, 3, seed=1), t)),
         Case("code t = 0 (mu_tilde = x0, beta_tilde = 0)",
              (linear, _randn(2, 3, seed=2), _randn(2, 3, seed=3), torch.tensor([0, 0]))),
-        Case("cosine T = 50", (cosine_schedule(50), _randn(3, 2, seed=4), _randn(3, 2, seed=5), torch.tensor([3, 25, 49]))),
+        Case("cosine T = 50",
+             (cosine_schedule(50), _randn(3, 2, seed=4), _randn(3, 2, seed=5), torch.tensor([3, 25, 49]))),
     ]
 
 
@@ -165,7 +167,8 @@ def _term_cases() -> list[Case]:
     x0 = _MIXTURE.sample((64, 2), generator=g)
     eps = torch.randn(x0.shape, generator=g, dtype=torch.float64)
     return [
-        Case("64 draws of x_t at code t = 300, toy x0 of shape (64, 2)", (schedule, model, x0, torch.full((64,), 300), eps)),
+        Case("64 draws of x_t at code t = 300, toy x0 of shape (64, 2)",
+             (schedule, model, x0, torch.full((64,), 300), eps)),
         Case("code t = 1", (schedule, model, x0[:8], torch.ones(8, dtype=torch.long), eps[:8])),
     ]
 

@@ -33,10 +33,12 @@ def _q_sample_cases() -> list[Case]:
     return [
         Case("a random batch of (4, 1, 5, 5) images", (linear, _randn(4, 1, 5, 5, seed=0).clamp(-1, 1),
                                                        torch.tensor([0, 10, 500, 999]), _randn(4, 1, 5, 5, seed=1))),
-        Case("code t = 0 (almost no noise)", (linear, _randn(2, 3, seed=2), torch.tensor([0, 0]), _randn(2, 3, seed=3))),
+        Case("code t = 0 (almost no noise)",
+             (linear, _randn(2, 3, seed=2), torch.tensor([0, 0]), _randn(2, 3, seed=3))),
         Case("code t = T - 1 (almost pure noise)", (linear, _randn(2, 3, seed=4), torch.tensor([999, 999]),
                                                     _randn(2, 3, seed=5))),
-        Case("cosine T = 50", (cosine_schedule(50), _randn(3, 4, seed=6), torch.tensor([1, 20, 49]), _randn(3, 4, seed=7))),
+        Case("cosine T = 50",
+             (cosine_schedule(50), _randn(3, 4, seed=6), torch.tensor([1, 20, 49]), _randn(3, 4, seed=7))),
     ]
 
 
@@ -115,7 +117,8 @@ SNR = Exercise(
                 lambda s, t: (s.alpha_bar / (1 - s.alpha_bar)).sqrt()[t]),
         Mistake("upside down: that is the noise-to-signal ratio (1 - alpha_bar_t) / alpha_bar_t",
                 lambda s, t: ((1 - s.alpha_bar) / s.alpha_bar)[t]),
-        Mistake("alpha_t (one step) where alpha_bar_t (the product) belongs", lambda s, t: (s.alpha / (1 - s.alpha))[t]),
+        Mistake("alpha_t (one step) where alpha_bar_t (the product) belongs",
+                lambda s, t: (s.alpha / (1 - s.alpha))[t]),
         Mistake("t off by one: use schedule.alpha_bar[t], not alpha_bar_prev",
                 lambda s, t: (s.alpha_bar_prev / (1 - s.alpha_bar_prev))[t]),
     ),

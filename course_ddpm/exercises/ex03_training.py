@@ -31,7 +31,8 @@ def _range_reference(pixels):
 
 def _range_cases() -> list[Case]:
     image = torch.randint(0, 256, (2, 1, 4, 4), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-    return [Case("all 256 levels", (torch.arange(256, dtype=torch.uint8),)), Case("a (2, 1, 4, 4) uint8 image", (image,))]
+    return [Case("all 256 levels", (torch.arange(256, dtype=torch.uint8),)),
+            Case("a (2, 1, 4, 4) uint8 image", (image,))]
 
 
 TO_MODEL_RANGE = Exercise(
@@ -75,7 +76,8 @@ def _loss_cases() -> list[Case]:
     return [
         Case("a batch of 4 images, t = 0, 10, 500, 999",
              (_toy_model, schedule, x0, torch.tensor([0, 10, 500, 999]), _randn(4, 1, 3, 3, seed=1))),
-        Case("a batch of 2 at t = 200", (_toy_model, schedule, x0[:2], torch.tensor([200, 200]), _randn(2, 1, 3, 3, seed=2))),
+        Case("a batch of 2 at t = 200",
+             (_toy_model, schedule, x0[:2], torch.tensor([200, 200]), _randn(2, 1, 3, 3, seed=2))),
     ]
 
 
@@ -89,7 +91,8 @@ TRAINING_LOSS = Exercise(
                 lambda m, s, x0, t, eps: _loss(m, s, x0, t, eps, model_x=x0)),
         Mistake("the model predicts the noise eps: compare its output with eps, not with x0",
                 lambda m, s, x0, t, eps: _loss(m, s, x0, t, eps, target=x0)),
-        Mistake("x_t uses alpha_bar_t (the product), not alpha_t: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps",
+        Mistake("x_t uses alpha_bar_t (the product), not alpha_t: "
+                "x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps",
                 lambda m, s, x0, t, eps: _loss(m, s, x0, t, eps, signal=s.alpha.sqrt(), noise=(1 - s.alpha).sqrt())),
         Mistake("L_simple is the mean over all entries (.mean()), not the sum",
                 lambda m, s, x0, t, eps: _loss(m, s, x0, t, eps, reduce="sum")),
@@ -120,7 +123,8 @@ def _run_ema(fn, args):
 def _ema_cases() -> list[Case]:
     state = torch.random.get_rng_state()
     try:
-        return [Case("decay 0.9", (*_pair(0), 0.9)), Case("decay 0.999", (*_pair(1), 0.999)), Case("decay 0", (*_pair(2), 0.0))]
+        return [Case("decay 0.9", (*_pair(0), 0.9)), Case("decay 0.999", (*_pair(1), 0.999)),
+                Case("decay 0", (*_pair(2), 0.0))]
     finally:
         torch.random.set_rng_state(state)  # leave the notebook's random stream as it was
 
@@ -152,7 +156,8 @@ EMA_UPDATE = Exercise(
                 lambda e, m, d: _ema(e, m, d, weight_of_new=d)),
         Mistake("ema_model's weights did not change: `p_ema = ...` only rebinds a name; update in place "
                 "(p_ema.copy_(...) or p_ema.mul_(decay).add_(...))", _ema_not_in_place),
-        Mistake("decay is ignored: the weights were copied (theta_ema <- theta)", lambda e, m, d: _ema(e, m, d, weight_of_new=1.0)),
+        Mistake("decay is ignored: the weights were copied (theta_ema <- theta)",
+                lambda e, m, d: _ema(e, m, d, weight_of_new=1.0)),
         Mistake("the new weights are missing: theta_ema <- decay * theta_ema + (1 - decay) * theta",
                 lambda e, m, d: _ema(e, m, d, weight_of_new=0.0) or [p.mul_(d) for p in e.parameters()]),
         Mistake("you changed the model, not ema_model: the average is written into ema_model",

@@ -32,9 +32,10 @@ def _x0(schedule, x_t, t, eps, signal=None, noise=None, sign=-1, divide=True):
 def _x0_cases() -> list[Case]:
     linear = linear_schedule(1000)
     return [
-        Case("a random batch, t = 0, 10, 500, 999", (linear, _randn(4, 1, 3, 3, seed=0), torch.tensor([0, 10, 500, 999]),
-                                                     _randn(4, 1, 3, 3, seed=1))),
-        Case("cosine T = 50", (cosine_schedule(50), _randn(3, 2, seed=2), torch.tensor([1, 25, 40]), _randn(3, 2, seed=3))),
+        Case("a random batch, t = 0, 10, 500, 999",
+             (linear, _randn(4, 1, 3, 3, seed=0), torch.tensor([0, 10, 500, 999]), _randn(4, 1, 3, 3, seed=1))),
+        Case("cosine T = 50",
+             (cosine_schedule(50), _randn(3, 2, seed=2), torch.tensor([1, 25, 40]), _randn(3, 2, seed=3))),
     ]
 
 
@@ -121,7 +122,8 @@ def _ddim(schedule, x_t, t, t_prev, eps_pred, eta, z, table=None, wrap=False, si
         ab_prev = torch.ones((), dtype=ab.dtype)
     x0_pred = (x_t - (1 - ab_t).sqrt() * eps_pred) / ab_t.sqrt()
     second = 1 - ab_t / ab_prev
-    sigma = (eta if eta_used else 1.0) * ((1 - ab_prev) / (1 - ab_t)).sqrt() * (second.sqrt() if sqrt_second else second)
+    eta = eta if eta_used else 1.0
+    sigma = eta * ((1 - ab_prev) / (1 - ab_t)).sqrt() * (second.sqrt() if sqrt_second else second)
     direction = (1 - ab_prev - (sigma**2 if sigma_in_dir else 0)).clamp(min=0).sqrt()
     return (ab_prev.sqrt() * x0_pred + direction * eps_pred + sigma * z).to(x_t.dtype)
 
