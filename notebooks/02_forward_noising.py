@@ -42,7 +42,7 @@ import torch
 from course_ddpm import bound, exercises, forward, plot_curves, plot_images, widgets
 from course_ddpm.data import load_mnist
 from course_ddpm.notebook import setup, show_code
-from course_ddpm.schedules import broadcast, cosine_schedule, linear_schedule
+from course_ddpm.schedules import broadcast, cosine_schedule, first_step_below, linear_schedule
 
 setup(seed=0)  # torch threads and seed (course_ddpm.notebook.setup)
 
@@ -258,6 +258,37 @@ for name, schedule in schedules.items():
 schedule = schedules["linear T=300"]
 prior_nats = bound.prior_bpd(schedule, x0[None].double()).item() * math.log(2)
 print(f"prior_bpd * ln 2 = {prior_nats:.6f} nats/pixel;  readouts: {widgets.readouts(schedule, x0, 299)['kl_per_pixel']:.6f}")
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 2.5 · When is the signal gone.** Write `my_first_step_below(schedule, fraction)`: the first code index `t` at which the signal left in $x_t$,
+# $\sqrt{\bar\alpha_t}$, is below `fraction` (a Python `int`), or `None` if no step of the schedule gets there. The rest of the notebook uses the package's version, so you can skip an exercise and run on.
+
+# %% tags=["exercise"]
+def my_first_step_below(schedule, fraction):
+    """First code t with sqrt(alpha_bar_t) < fraction, or None."""
+    ### BEGIN SOLUTION
+    for t in range(schedule.T):
+        if schedule.alpha_bar[t].sqrt() < fraction:
+            return t
+    return None
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_first_step_below(my_first_step_below)
+
+# %% [markdown]
+# The package's answer (`schedules.first_step_below`) for the four schedules, at 1 %:
+
+# %%
+for name in schedules:
+    t = first_step_below(schedules[name], 0.01)
+    left = schedules[name].alpha_bar[-1].sqrt()
+    print(f"{name:24s} " + (f"below 1 % from code t = {t} of {schedules[name].T}" if t is not None
+                             else f"never below 1 %: sqrt(alpha_bar_T) = {left:.2f}"))
+
+# %% [markdown]
+# The rescaled T = 300 chain gets below 1 % at the same share of its length as the T = 1000 one (95 %),
+# the cosine schedule only in its last 7 steps, and the lecture's schedule never.
 
 # %% [markdown]
 # Where is the digit? A single $x_T$ hides it under noise, but the *mean* of $q(x_T\mid x_0)$,

@@ -10,7 +10,8 @@ recognised, and returns a :class:`CheckResult` (``passed``, ``message``). The ch
 from course_ddpm.exercises._check import CheckResult, Exercise, Mistake
 from course_ddpm.exercises.ex01_elbo import (check_denoising_term, check_eps_mse_weight, check_gaussian_kl,
                                              check_q_posterior)
-from course_ddpm.exercises.ex02_forward import check_alpha_bar, check_cosine_beta, check_q_sample, check_snr
+from course_ddpm.exercises.ex02_forward import (check_alpha_bar, check_cosine_beta, check_first_step_below,
+                                                check_q_sample, check_snr)
 from course_ddpm.exercises.ex03_training import (check_ema_update, check_time_embedding, check_to_model_range,
                                                  check_training_loss)
 from course_ddpm.exercises.ex04_sampling import check_ddim_step, check_ddpm_step, check_slerp, check_x0_from_eps
@@ -27,7 +28,7 @@ def all_exercises() -> dict[str, tuple[Exercise, ...]]:
 __all__ = [
     "CheckResult", "Exercise", "Mistake", "all_exercises",
     "check_gaussian_kl", "check_q_posterior", "check_eps_mse_weight", "check_denoising_term",
-    "check_q_sample", "check_alpha_bar", "check_snr", "check_cosine_beta",
+    "check_alpha_bar", "check_q_sample", "check_snr", "check_cosine_beta", "check_first_step_below",
     "check_to_model_range", "check_training_loss", "check_ema_update", "check_time_embedding",
     "check_x0_from_eps", "check_ddpm_step", "check_ddim_step", "check_slerp",
 ]

@@ -192,7 +192,7 @@ def _kind(x: Any) -> str:
 
 
 def _short(x: Any) -> str:
-    return repr(x) if isinstance(x, (int, float, bool, type(None))) else _kind(x)
+    return repr(x) if isinstance(x, (int, float, bool)) else _kind(x)
 
 
 def _describe(error: BaseException) -> str:

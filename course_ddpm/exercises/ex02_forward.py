@@ -1,4 +1,4 @@
-"""Exercises of notebook 02 (forward noising): q_sample, alpha_bar from beta, the SNR, the cosine schedule.
+"""Exercises of notebook 02 (forward noising): alpha_bar, q_sample, the SNR, the cosine schedule, the signal left.
 
 References are the package's (:mod:`course_ddpm.forward`, :mod:`course_ddpm.schedules`); each
 :class:`Mistake` is a wrong version with the hint that names it. Code t = paper t - 1.
@@ -14,7 +14,7 @@ import torch
 
 from course_ddpm.exercises._check import Case, Exercise, Mistake, randn
 from course_ddpm.forward import q_sample
-from course_ddpm.schedules import Schedule, broadcast, cosine_schedule, linear_schedule
+from course_ddpm.schedules import Schedule, broadcast, cosine_schedule, first_step_below, linear_schedule
 
 
 _randn = functools.partial(randn, dtype=torch.float32)
@@ -162,8 +162,46 @@ COSINE_BETA = Exercise(
     ),
 )
 
-EXERCISES = (ALPHA_BAR, Q_SAMPLE, SNR, COSINE_BETA)  # in the order of notebook 02
+
+# --- 5. when does the signal drop below a fraction? --------------------------------------------
+def _first_below(schedule, fraction, table=None, sqrt=True, shift=0, never=None):
+    signal = schedule.alpha_bar if table is None else table
+    signal = signal.sqrt() if sqrt else signal
+    below = [t for t in range(schedule.T) if signal[t] < fraction]
+    return below[0] + shift if below else never
+
+
+def _signal_cases() -> list[Case]:
+    return [
+        Case("linear T = 1000, 99.5 %", (linear_schedule(1000), 0.995)),
+        Case("linear T = 1000, 1 %", (linear_schedule(1000), 0.01)),
+        Case("the lecture's linear T = 300, 1 % (never)", (linear_schedule(300, warn=False), 0.01)),
+        Case("linear T = 300 rescaled, 1 %", (linear_schedule(300, rescale=True), 0.01)),
+        Case("cosine T = 1000, 10 %", (cosine_schedule(1000), 0.1)),
+    ]
+
+
+SIGNAL_BELOW = Exercise(
+    name="my_first_step_below",
+    reference=first_step_below,
+    reference_name="course_ddpm.schedules.first_step_below",
+    cases=_signal_cases,
+    mistakes=(
+        Mistake("the signal left is sqrt(alpha_bar_t), the scale of x0 in x_t; alpha_bar_t is its square",
+                lambda s, f: _first_below(s, f, sqrt=False)),
+        Mistake("alpha_t (one step) where alpha_bar_t (the product) belongs", lambda s, f: _first_below(s, f, s.alpha)),
+        Mistake("return the code index t (the tables' entry), not the paper's step t + 1",
+                lambda s, f: _first_below(s, f, shift=1)),
+        Mistake("return the first step below the fraction, not the last one above it",
+                lambda s, f: _first_below(s, f, shift=-1)),
+        Mistake("when no step is below the fraction, return None (not T)",
+                lambda s, f: _first_below(s, f, never=s.T)),
+    ),
+)
+
+EXERCISES = (ALPHA_BAR, Q_SAMPLE, SNR, COSINE_BETA, SIGNAL_BELOW)  # in the order of notebook 02
 check_q_sample = Q_SAMPLE.check
 check_alpha_bar = ALPHA_BAR.check
 check_snr = SNR.check
 check_cosine_beta = COSINE_BETA.check
+check_first_step_below = SIGNAL_BELOW.check
