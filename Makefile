@@ -13,6 +13,8 @@
 #   make notebooks   re-execute every notebook in order, storing outputs and measured runtimes
 #   make check-cpu   nbval again under torch's plain kernels (ATEN_CPU_CAPABILITY=default), with
 #                    1 and with 4 threads: the stored outputs must not depend on the CPU
+#   make student     write student/NN_name.ipynb: the notebooks with the exercises' solutions removed
+#   make lab LAB_DIR=notebooks   open the complete course (with solutions) instead of student/
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -32,10 +34,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.course_ddpm-installed
 SANITIZE := $(wildcard notebooks/nbval_sanitize.cfg)
 
-.PHONY: lab test setup data sync notebooks check-cpu
+.PHONY: lab test setup data sync notebooks check-cpu student
+
+# Students work in student/ (exercises to fill in); notebooks/ is the complete course with solutions.
+LAB_DIR ?= student
 
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	@echo "Opening $(LAB_DIR)/ -- students: work in student/ (the exercises, solutions removed);"
+	@echo "notebooks/ holds the complete course with solutions (make lab LAB_DIR=notebooks)."
+	$(VENV)/bin/jupyter lab $(LAB_DIR)/
 
 NBVAL := $(PY) -m pytest --nbval --nbval-current-env notebooks/ \
 	$(if $(SANITIZE),--nbval-sanitize-with $(SANITIZE)) \
@@ -53,6 +60,11 @@ sync: $(STAMP)
 
 notebooks: setup
 	$(PY) scripts/execute_notebooks.py
+	$(PY) scripts/make_student_notebooks.py
+
+# The student versions are generated from notebooks/ (never edited by hand); tests check they are current.
+student: $(STAMP)
+	$(PY) scripts/make_student_notebooks.py
 
 # The stored outputs were made on one CPU; they must hold on any other. torch's plain
 # (non-vectorised) kernels and other thread counts change the round-off, as another CPU would.

@@ -214,6 +214,18 @@ def make_schedule(kind: ScheduleKind, T: int, rescale: bool = False, warn: bool 
     raise ValueError(f"kind must be 'linear' or 'cosine', got {kind!r}")
 
 
+def first_step_below(schedule: Schedule, fraction: float) -> int | None:
+    """The first code index t whose signal left, sqrt(alpha_bar_t), is below ``fraction``; None if none is.
+
+    sqrt(alpha_bar_t) is the scale of x_0 in x_t (Ho et al. eq. 4); it falls with t. The
+    lecture's linear T=300 schedule ends at 0.22, so it never drops below 1 %: None.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+    below = torch.nonzero(schedule.alpha_bar.sqrt() < fraction)  # (K, 1) indices, ascending
+    return int(below[0, 0]) if below.numel() else None
+
+
 def broadcast(coef: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Per-timestep coefficients coef[t] shaped to broadcast against a batch.
 

@@ -37,9 +37,9 @@
 import matplotlib.pyplot as plt
 import torch
 
-from course_ddpm import elbo, forward, gaussian, losses, plot_curves, reverse
+from course_ddpm import elbo, exercises, forward, gaussian, losses, plot_curves, reverse
 from course_ddpm.notebook import agree, setup, show_code
-from course_ddpm.schedules import linear_schedule
+from course_ddpm.schedules import broadcast, linear_schedule
 from course_ddpm.toy import GaussianMixture
 
 setup(seed=0)  # torch threads and seed (course_ddpm.notebook.setup)
@@ -197,6 +197,28 @@ print(f"log Bayes and log closed form on the grid: {agree(log_bayes - log_closed
 print(f"mu_tilde = {mu_tilde.item():.5f}, beta_tilde = {beta_tilde.item():.3e}")
 show_code(forward.q_posterior)
 
+# %% [markdown] tags=["exercise"]
+# **Exercise 1.1 · The posterior.** Write `my_q_posterior(schedule, x0, x_t, t)` that returns $(\tilde\mu_t, \tilde\beta_t)$ of the formula above
+# for a batch: `x0` and `x_t` of shape `(B, D)`, `t` a `(B,)` tensor of code indices. `broadcast(schedule.alpha_bar, t, x0)`
+# picks each row's $\bar\alpha_t$ as a `(B, 1)` column; $\bar\alpha_{t-1}$ is `schedule.alpha_bar_prev` (1 at code `t = 0`).
+# The next cell checks your function against `forward.q_posterior` and names the mistake if it finds one. The rest of the notebook uses the package's version, so you can skip an exercise and run on.
+
+# %% tags=["exercise"]
+def my_q_posterior(schedule, x0, x_t, t):
+    """mu_tilde (B, D) and beta_tilde (B, 1) of q(x_{t-1} | x_t, x_0), Ho et al. eq. 7."""
+    ### BEGIN SOLUTION
+    alpha_bar = broadcast(schedule.alpha_bar, t, x0)  # (B, 1)
+    alpha_bar_prev = broadcast(schedule.alpha_bar_prev, t, x0)
+    alpha = broadcast(schedule.alpha, t, x0)
+    beta = broadcast(schedule.beta, t, x0)
+    mu_tilde = (alpha_bar_prev.sqrt() * beta * x0 + alpha.sqrt() * (1 - alpha_bar_prev) * x_t) / (1 - alpha_bar)
+    beta_tilde = (1 - alpha_bar_prev) / (1 - alpha_bar) * beta
+    return mu_tilde, beta_tilde
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_q_posterior(my_q_posterior)
+
 # %% [markdown]
 # ## 6. The KL is a weighted MSE — on $x_0$, then on $\epsilon$
 #
@@ -232,6 +254,37 @@ x0_form = losses.weighted_x0_mse_coefficient(schedule)[300] * (x0_batch - p.x0_p
 eps_form = losses.weighted_eps_mse_coefficient(schedule)[300] * (eps - eps_pred) ** 2
 for row in torch.cat([kl, x0_form, eps_form], dim=1):
     print("KL {:.6f}   x0-MSE form {:.6f}   eps-MSE form {:.6f}".format(*row.tolist()))
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 1.2 · The KL of two Gaussians with one variance.** Write `my_gaussian_kl(mu_q, mu_p, var)`: $D_\mathrm{KL}\big(\mathcal N(\mu_q, \sigma^2)\,\|\,\mathcal N(\mu_p, \sigma^2)\big)$
+# elementwise, in nats, where `var` is $\sigma^2$ (all three tensors have one shape). Start from the general
+# formula in `gaussian.normal_kl` and see what is left when the variances are equal. The rest of the notebook uses the package's version, so you can skip an exercise and run on.
+
+# %% tags=["exercise"]
+def my_gaussian_kl(mu_q, mu_p, var):
+    """KL(N(mu_q, var) || N(mu_p, var)), elementwise, in nats."""
+    ### BEGIN SOLUTION
+    return (mu_q - mu_p) ** 2 / (2 * var)
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_gaussian_kl(my_gaussian_kl)
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 1.3 · The weight that turns the KL into an MSE on $\epsilon$.** Write `my_eps_mse_weight(schedule, t)`: the weight $\beta_t^2 / \big(2\sigma_t^2\,\alpha_t\,(1-\bar\alpha_t)\big)$ with
+# $\sigma_t^2 = \tilde\beta_t$ (`schedule.beta_tilde`), for a `(B,)` tensor of code indices `t` $\ge 1$; it returns `(B,)`.
+# The schedule's tables are `(T,)` tensors, so `table[t]` picks the entries. The rest of the notebook uses the package's version, so you can skip an exercise and run on.
+
+# %% tags=["exercise"]
+def my_eps_mse_weight(schedule, t):
+    """beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)) with sigma_t^2 = beta_tilde_t (Ho et al. eq. 12); (B,)."""
+    ### BEGIN SOLUTION
+    s = schedule
+    return (s.beta**2 / (2 * s.beta_tilde * s.alpha * (1 - s.alpha_bar)))[t]
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_eps_mse_weight(my_eps_mse_weight)
 
 # %% [markdown]
 # ## 7. The simplified loss $L_\text{simple}$
@@ -417,6 +470,28 @@ elbo_data = elbo.elbo_denoising_form(schedule, data_trajectory, model).elbo
 gap = mixture.log_prob(x0_data) - elbo_data
 print(f"E[log p(x0)] = {mixture.log_prob(x0_data).mean():.4f},  E[ELBO] = {elbo_data.mean():.4f},  "
       f"gap {gap.mean():.3f} +- {gap.std() / 2000**0.5:.3f} nats")
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 1.4 · One denoising-matching term by Monte Carlo.** Estimate one term of the second ELBO form,
+# $\mathbb E_{q(x_t\mid x_0)}\big[D_\mathrm{KL}(q(x_{t-1}\mid x_t, x_0)\,\|\,p_\theta(x_{t-1}\mid x_t))\big]$, in nats. Write
+# `my_denoising_term(schedule, model, x0, t, eps)`: `x0` and `eps` are `(B, D)`, `t` is `(B,)`; row $b$ gives one draw
+# $x_t$ from `x0[b]` and `eps[b]`. Use the package: `forward.q_sample`, `forward.q_posterior`,
+# `reverse.p_mean_variance` (with the model's `eps_pred = model(x_t, t)`; $\sigma_t^2 = \tilde\beta_t$) and
+# `gaussian.normal_kl`. Sum the KL over the $D$ dimensions of a sample, then average over the $B$ draws. The rest of the notebook uses the package's version, so you can skip an exercise and run on.
+
+# %% tags=["exercise"]
+def my_denoising_term(schedule, model, x0, t, eps):
+    """Monte Carlo estimate of E_q(x_t | x_0) KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t)), in nats."""
+    ### BEGIN SOLUTION
+    x_t = forward.q_sample(schedule, x0, t, eps)  # (B, D): one draw of x_t per row
+    mu_tilde, beta_tilde = forward.q_posterior(schedule, x0, x_t, t)
+    p = reverse.p_mean_variance(schedule, x_t, t, model(x_t, t))  # sigma_t^2 = beta_tilde_t
+    kl = gaussian.normal_kl(mu_tilde, beta_tilde.log(), p.mean, p.log_variance)  # (B, D)
+    return kl.sum(dim=1).mean()
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_denoising_term(my_denoising_term)
 
 # %% [markdown]
 # **Luo's eq. 45 as printed.** Evaluate the printed consistency term

@@ -39,10 +39,10 @@ import warnings
 import matplotlib.pyplot as plt
 import torch
 
-from course_ddpm import bound, forward, plot_curves, plot_images, widgets
+from course_ddpm import bound, exercises, forward, plot_curves, plot_images, widgets
 from course_ddpm.data import load_mnist
 from course_ddpm.notebook import setup, show_code
-from course_ddpm.schedules import cosine_schedule, linear_schedule
+from course_ddpm.schedules import broadcast, cosine_schedule, first_step_below, linear_schedule
 
 setup(seed=0)  # torch threads and seed (course_ddpm.notebook.setup)
 
@@ -84,6 +84,20 @@ with warnings.catch_warnings(record=True) as caught:
 for w in caught:
     print(f"{w.category.__name__}: {w.message}")
 
+# %% [markdown] tags=["exercise"]
+# **Exercise 2.1 · $\bar\alpha_t$ from the betas.** Write `my_alpha_bar(beta)`: from a `(T,)` tensor of betas, the `(T,)` tensor of
+# $\bar\alpha_t = \prod_{s\le t}(1-\beta_s)$, entry `t` for code index `t` (torch has a cumulative product). The rest of the notebook uses the package's version, so you can skip an exercise and run on.
+
+# %% tags=["exercise"]
+def my_alpha_bar(beta):
+    """alpha_bar_t = prod_{s <= t} (1 - beta_s), (T,) -> (T,) (Ho et al. eq. 4)."""
+    ### BEGIN SOLUTION
+    return torch.cumprod(1 - beta, dim=0)
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_alpha_bar(my_alpha_bar)
+
 # %% [markdown]
 # ## What the noising looks like
 #
@@ -108,7 +122,26 @@ plt.show()
 # \qquad \bar\alpha_t = \prod_{s=1}^{t}\alpha_s ,$$
 #
 # so we can jump to any $t$ in one draw: $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$,
-# $\epsilon\sim\mathcal N(0, I)$. This is the package's code for it:
+# $\epsilon\sim\mathcal N(0, I)$.
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 2.2 · `q_sample`.** Write `my_q_sample(schedule, x0, t, eps)`: $x_t$ for a batch `x0` of shape `(B, C, H, W)`, code indices
+# `t` of shape `(B,)` and noise `eps` like `x0`. `broadcast(schedule.alpha_bar, t, x0)` gives each image's
+# $\bar\alpha_t$ as a `(B, 1, 1, 1)` tensor. The rest of the notebook uses the package's version, so you can skip an exercise and run on.
+
+# %% tags=["exercise"]
+def my_q_sample(schedule, x0, t, eps):
+    """x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps (Ho et al. eq. 4)."""
+    ### BEGIN SOLUTION
+    alpha_bar = broadcast(schedule.alpha_bar, t, x0)  # (B, 1, 1, 1)
+    return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_q_sample(my_q_sample)
+
+# %% [markdown]
+# The package's code for it:
 
 # %%
 show_code(forward.q_sample)
@@ -141,6 +174,40 @@ for t in (0, 50, 150, 299):
 # %%
 plot_curves.schedule_curves(schedules, ("alpha_bar", "snr"))
 plt.show()
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 2.3 · The signal-to-noise ratio.** Write `my_snr(schedule, t)`: $\mathrm{SNR}(t) = \bar\alpha_t / (1-\bar\alpha_t)$ for a `(B,)` tensor of code indices. The rest of the notebook uses the package's version, so you can skip an exercise and run on.
+
+# %% tags=["exercise"]
+def my_snr(schedule, t):
+    """SNR(t) = alpha_bar_t / (1 - alpha_bar_t), (B,) (Kingma et al. 2021)."""
+    ### BEGIN SOLUTION
+    alpha_bar = schedule.alpha_bar[t]  # (B,)
+    return alpha_bar / (1 - alpha_bar)
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_snr(my_snr)
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 2.4 · The cosine schedule.** Write `my_cosine_beta(T, s=0.008, max_beta=0.999)`: the `(T,)` float64 betas of Nichol & Dhariwal's eq. 17,
+# $f(t) = \cos^2\!\big(\tfrac{t/T + s}{1 + s}\,\tfrac{\pi}{2}\big)$, $\bar\alpha_t = f(t)/f(0)$,
+# $\beta_t = \min\big(1 - \bar\alpha_t/\bar\alpha_{t-1},\ \text{max\_beta}\big)$; the beta of code index `t` is
+# $1 - f(t+1)/f(t)$, capped. The rest of the notebook uses the package's version, so you can skip an exercise and run on.
+
+# %% tags=["exercise"]
+def my_cosine_beta(T, s=0.008, max_beta=0.999):
+    """Betas of the cosine schedule (Nichol & Dhariwal 2021, eq. 17), (T,) float64."""
+    ### BEGIN SOLUTION
+    def f(t):
+        return torch.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
+
+    t = torch.arange(T, dtype=torch.float64)
+    return torch.clamp(1 - f(t + 1) / f(t), max=max_beta)
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_cosine_beta(my_cosine_beta)
 
 # %% [markdown]
 # ## The pixel histogram approaches $\mathcal N(0, 1)$
@@ -191,6 +258,37 @@ for name, schedule in schedules.items():
 schedule = schedules["linear T=300"]
 prior_nats = bound.prior_bpd(schedule, x0[None].double()).item() * math.log(2)
 print(f"prior_bpd * ln 2 = {prior_nats:.6f} nats/pixel;  readouts: {widgets.readouts(schedule, x0, 299)['kl_per_pixel']:.6f}")
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 2.5 · When is the signal gone.** Write `my_first_step_below(schedule, fraction)`: the first code index `t` at which the signal left in $x_t$,
+# $\sqrt{\bar\alpha_t}$, is below `fraction` (a Python `int`), or `None` if no step of the schedule gets there. The rest of the notebook uses the package's version, so you can skip an exercise and run on.
+
+# %% tags=["exercise"]
+def my_first_step_below(schedule, fraction):
+    """First code t with sqrt(alpha_bar_t) < fraction, or None."""
+    ### BEGIN SOLUTION
+    for t in range(schedule.T):
+        if schedule.alpha_bar[t].sqrt() < fraction:
+            return t
+    return None
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_first_step_below(my_first_step_below)
+
+# %% [markdown]
+# The package's answer (`schedules.first_step_below`) for the four schedules, at 1 %:
+
+# %%
+for name in schedules:
+    t = first_step_below(schedules[name], 0.01)
+    left = schedules[name].alpha_bar[-1].sqrt()
+    print(f"{name:24s} " + (f"below 1 % from code t = {t} of {schedules[name].T}" if t is not None
+                             else f"never below 1 %: sqrt(alpha_bar_T) = {left:.2f}"))
+
+# %% [markdown]
+# The rescaled T = 300 chain gets below 1 % at the same share of its length as the T = 1000 one (95 %),
+# the cosine schedule only in its last 7 steps, and the lecture's schedule never.
 
 # %% [markdown]
 # Where is the digit? A single $x_T$ hides it under noise, but the *mean* of $q(x_T\mid x_0)$,

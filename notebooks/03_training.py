@@ -42,13 +42,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from course_ddpm import (forward, load_pretrained, losses, networks, plot_curves, plot_images, results, sampling,
+from course_ddpm import (exercises, forward, load_pretrained, losses, networks, plot_curves, plot_images, results, sampling,
                          training, training_step)
 from course_ddpm.checkpoints import schedule_from_card
 from course_ddpm.data import load_mnist, to_pixels
 from course_ddpm.notebook import setup, show_code
 from course_ddpm.pretrained import weights_dir
-from course_ddpm.schedules import linear_schedule
+from course_ddpm.schedules import broadcast, linear_schedule
 from course_ddpm.simple_unet import SimpleUNet
 from course_ddpm.training_config import TrainConfig
 from course_ddpm.unet import UNet
@@ -87,6 +87,25 @@ plt.show()
 # variational bound of notebook 1 with every per-step weight set to 1. The trainer computes it in
 # `training_step.diffusion_loss`, with the mean squared error of `losses.l_simple`:
 
+# %% [markdown] tags=["exercise"]
+# **Exercise 3.1 · One training loss.** Before reading the package's version below, write `my_training_loss(model, schedule, x0, t, eps)`: from
+# clean images `x0` `(B, C, H, W)`, code indices `t` `(B,)` and noise `eps` like `x0`, form $x_t$, ask
+# `model(x_t, t)` for $\epsilon_\theta$ and return $L_\text{simple}$, the mean over all entries of
+# $(\epsilon - \epsilon_\theta)^2$, a scalar tensor. The rest of the notebook uses the package's version, so you can skip an exercise and run on.
+
+# %% tags=["exercise"]
+def my_training_loss(model, schedule, x0, t, eps):
+    """L_simple on one batch (Ho et al. Algorithm 1, eq. 14)."""
+    ### BEGIN SOLUTION
+    alpha_bar = broadcast(schedule.alpha_bar, t, x0)  # (B, 1, 1, 1)
+    x_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
+    eps_pred = model(x_t, t)
+    return ((eps - eps_pred) ** 2).mean()
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_training_loss(my_training_loss)
+
 # %%
 show_code(training_step.diffusion_loss, losses.l_simple)
 
@@ -120,6 +139,20 @@ with torch.no_grad():
 # does it ($x_0 = 2p - 1$); `to_pixels` undoes it. A common bug is to train on the $[0, 1]$ pixels of
 # `torchvision.transforms.ToTensor()` instead. What does that change? Here are the mean and standard
 # deviation of $x_t$ for 256 digits, scaled both ways, with the same noise:
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 3.2 · Pixels to $[-1, 1]$.** Write `my_to_model_range(pixels)`: uint8 pixel levels 0..255 (any shape) to float32 in $[-1, 1]$, with 0
+# going to $-1$ and 255 to $1$. The rest of the notebook uses the package's version, so you can skip an exercise and run on.
+
+# %% tags=["exercise"]
+def my_to_model_range(pixels):
+    """uint8 levels 0..255 -> float32 in [-1, 1] (Ho et al. section 3.3)."""
+    ### BEGIN SOLUTION
+    return pixels.to(torch.float32) / 127.5 - 1
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_to_model_range(my_to_model_range)
 
 # %%
 right = x_train[:256]  # [-1, 1]: background -1, ink +1
@@ -254,6 +287,25 @@ for r in budget["results"]:
 # %%
 print(unet.config)
 
+# %% [markdown] tags=["exercise"]
+# **Exercise 3.3 · The sinusoidal time embedding.** The network learns which $t$ it is at from a *time embedding* (Ho et al. section 4, from the Transformer):
+# for `dim` even and $i = 0,\dots,\text{dim}/2-1$, with $w_i = 10000^{-i/(\text{dim}/2)}$, the embedding of $t$ is
+# $\big(\sin(t w_0),\dots,\sin(t w_{\text{dim}/2-1}),\ \cos(t w_0),\dots,\cos(t w_{\text{dim}/2-1})\big)$.
+# Write `my_time_embedding(t, dim)`: a `(B,)` tensor of time indices to a `(B, dim)` float32 tensor. The rest of the notebook uses the package's version, so you can skip an exercise and run on.
+
+# %% tags=["exercise"]
+def my_time_embedding(t, dim, max_period=10000.0):
+    """Sinusoidal embedding (B,) -> (B, dim): all sines, then all cosines."""
+    ### BEGIN SOLUTION
+    half = dim // 2
+    w = max_period ** (-torch.arange(half, dtype=torch.float32) / half)  # (half,)
+    angle = t.float()[:, None] * w[None, :]  # (B, half)
+    return torch.cat([torch.sin(angle), torch.cos(angle)], dim=1)
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_time_embedding(my_time_embedding)
+
 # %% [markdown]
 # The path of one image through it: every top-level block, the shape of what it outputs, and its
 # parameters (`ResAttnBlock` = residual block, with attention at the lowest level):
@@ -275,6 +327,24 @@ print(f"{'total':9s} {'':18s} {'':>17s} {networks.count_parameters(unet):11,d}")
 # clipping and an exponential moving average (EMA) of the weights, and writes checkpoints to `out_dir`
 # (here a temporary folder). A few steps take seconds; **raise `TRAIN_STEPS`** (to 500 or 2000) if you
 # have minutes, and watch the loss curve and the samples below improve.
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 3.4 · The EMA of the weights.** The weights that get sampled from are an exponential moving average,
+# $\theta_\text{EMA} \leftarrow \text{decay}\cdot\theta_\text{EMA} + (1-\text{decay})\,\theta$, taken after every
+# step. Write `my_ema_update(ema_model, model, decay)`: it changes the parameters of `ema_model` *in place*
+# (walk `zip(ema_model.parameters(), model.parameters())`, under `torch.no_grad()`) and returns nothing. The rest of the notebook uses the package's version, so you can skip an exercise and run on.
+
+# %% tags=["exercise"]
+def my_ema_update(ema_model, model, decay):
+    """theta_ema <- decay * theta_ema + (1 - decay) * theta, in place, for every parameter."""
+    ### BEGIN SOLUTION
+    with torch.no_grad():
+        for p_ema, p in zip(ema_model.parameters(), model.parameters()):
+            p_ema.mul_(decay).add_(p, alpha=1 - decay)
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_ema_update(my_ema_update)
 
 # %%
 TRAIN_STEPS = 30  # about half a second per step on 2 CPU cores; try 500 or more

@@ -38,13 +38,14 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import HTML
 
-from course_ddpm import evaluation, load_pretrained, plot_curves, plot_images, results, reverse, sampling
+from course_ddpm import evaluation, exercises, load_pretrained, plot_curves, plot_images, results, reverse, sampling
 from course_ddpm.checkpoints import schedule_from_card
 from course_ddpm.data import load_mnist
 from course_ddpm.ddim import ddim_step, slerp, timesteps
 from course_ddpm.ddpm import ddpm_step
 from course_ddpm.fid import fid_reference_points, mnist_fid
 from course_ddpm.notebook import setup, show_code
+from course_ddpm.schedules import broadcast
 
 setup(seed=0)  # torch threads and seed (course_ddpm.notebook.setup)
 
@@ -70,7 +71,45 @@ print(f"{card['model']['name']}, {card['step']} training steps, {schedule.name}"
 #
 # The mean is Ho et al.'s eq. 11. The package computes it as the forward posterior mean
 # $\tilde\mu(\hat x_0, x_t)$ with the model's estimate $\hat x_0$ of the clean image in place of $x_0$
-# (the same number; it also lets us clip $\hat x_0$ to $[-1, 1]$). One step:
+# (the same number; it also lets us clip $\hat x_0$ to $[-1, 1]$).
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 4.1 · $\hat x_0$ from $\epsilon$.** Write `my_x0_from_eps(schedule, x_t, t, eps)`: solve $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$
+# for $x_0$, for a batch `x_t` `(B, ...)`, code indices `t` `(B,)` and `eps` like `x_t`. The rest of the notebook uses the package's version, so you can skip an exercise and run on.
+
+# %% tags=["exercise"]
+def my_x0_from_eps(schedule, x_t, t, eps):
+    """x0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) (Ho et al. eq. 15)."""
+    ### BEGIN SOLUTION
+    alpha_bar = broadcast(schedule.alpha_bar, t, x_t)  # (B, 1, ..., 1)
+    return (x_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_x0_from_eps(my_x0_from_eps)
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 4.2 · One DDPM step.** Write `my_ddpm_step(schedule, x_t, t, eps_pred, z)`: line 4 of Algorithm 2 with $\sigma_t^2 = \beta_t$, for a
+# batch `x_t` `(B, ...)`, code indices `t` `(B,)` (code `t = 0` is the paper's $t = 1$, the last step), the
+# model's `eps_pred` and a noise draw `z`, both like `x_t`. No clipping. The rest of the notebook uses the package's version, so you can skip an exercise and run on.
+
+# %% tags=["exercise"]
+def my_ddpm_step(schedule, x_t, t, eps_pred, z):
+    """x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_t) + sigma_t z, sigma_t^2 = beta_t."""
+    ### BEGIN SOLUTION
+    alpha = broadcast(schedule.alpha, t, x_t)  # (B, 1, ..., 1)
+    alpha_bar = broadcast(schedule.alpha_bar, t, x_t)
+    beta = broadcast(schedule.beta, t, x_t)
+    mean = (x_t - beta / (1 - alpha_bar).sqrt() * eps_pred) / alpha.sqrt()
+    not_last = (t > 0).to(x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1)))  # z = 0 at the last step
+    return mean + not_last * beta.sqrt() * z
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_ddpm_step(my_ddpm_step)
+
+# %% [markdown]
+# The package's step:
 
 # %%
 show_code(ddpm_step)
@@ -141,6 +180,26 @@ HTML(animation.to_jshtml())
 # there is no noise at all.
 # The $K$ steps visit every $(T/K)$-th index (`timesteps` from `course_ddpm.ddim`, "leading" spacing as
 # in the DDIM paper):
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 4.3 · One DDIM step.** Write `my_ddim_step(schedule, x_t, t, t_prev, eps_pred, eta, z)`: eq. 12 with $\sigma_t$ of eq. 16, from
+# code index `t` to `t_prev` (both ints, `t_prev < t`; `t_prev = -1` is the clean end, where $\bar\alpha = 1$:
+# `schedule.alpha_bar_or_one[t_prev + 1]` handles it). `x_t`, `eps_pred` and the noise `z` are `(B, ...)`. No clipping. The rest of the notebook uses the package's version, so you can skip an exercise and run on.
+
+# %% tags=["exercise"]
+def my_ddim_step(schedule, x_t, t, t_prev, eps_pred, eta, z):
+    """x_{t_prev} of DDIM (Song et al. 2021, eq. 12 with sigma of eq. 16)."""
+    ### BEGIN SOLUTION
+    alpha_bar = schedule.alpha_bar[t]
+    alpha_bar_prev = schedule.alpha_bar_or_one[t_prev + 1]  # 1 at t_prev = -1
+    x0_pred = (x_t - (1 - alpha_bar).sqrt() * eps_pred) / alpha_bar.sqrt()
+    sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar)).sqrt() * (1 - alpha_bar / alpha_bar_prev).sqrt()
+    direction = (1 - alpha_bar_prev - sigma**2).sqrt() * eps_pred
+    return alpha_bar_prev.sqrt() * x0_pred + direction + sigma * z
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_ddim_step(my_ddim_step)
 
 # %%
 for steps in (10, 20, 50):
@@ -250,6 +309,22 @@ plt.show()
 # \qquad \cos\theta = \frac{\langle x_T^{(a)}, x_T^{(b)}\rangle}{\|x_T^{(a)}\|\,\|x_T^{(b)}\|}$$
 #
 # keeps the norm (`slerp` from `course_ddpm.ddim`):
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 4.4 · slerp.** Write `my_slerp(x_a, x_b, lam)`: the formula above for two tensors of one shape (each taken as one long
+# vector) and a float `lam`; it returns a tensor of that shape. The rest of the notebook uses the package's version, so you can skip an exercise and run on.
+
+# %% tags=["exercise"]
+def my_slerp(x_a, x_b, lam):
+    """Spherical interpolation between two noises (Song et al. 2021, section 5.3)."""
+    ### BEGIN SOLUTION
+    cos_theta = (x_a * x_b).sum() / (x_a.norm() * x_b.norm())
+    theta = torch.arccos(cos_theta)
+    return (torch.sin((1 - lam) * theta) * x_a + torch.sin(lam * theta) * x_b) / torch.sin(theta)
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_slerp(my_slerp)
 
 # %%
 x_a, x_b = x_T[0], x_T[1]  # (1, 28, 28) each

@@ -1,7 +1,7 @@
 """Helpers for tests/test_browser.py: a private JupyterLab server and headless Chromium.
 
 :class:`LabServer` starts ``jupyter lab`` from the tests' own environment (the command
-``make lab`` runs, ``$(VENV)/bin/jupyter lab notebooks/``) on a free loopback port with a
+``make lab LAB_DIR=notebooks`` runs, ``$(VENV)/bin/jupyter lab notebooks/``) on a free loopback port with a
 random token, and with every Jupyter/IPython folder (config, data, runtime, settings,
 workspaces) in a temporary directory, so the user's settings are neither read nor changed.
 It serves a *copy* of the notebooks with their stored outputs removed (:func:`copy_notebooks`):

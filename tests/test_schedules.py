@@ -140,3 +140,23 @@ def test_broadcast_shapes_and_checks():
         broadcast(s.alpha_bar, torch.tensor([0.0, 1.0, 2.0]), x)
     with pytest.raises(ValueError, match=r"shape \(B,\)"):
         broadcast(s.alpha_bar, torch.zeros(3, 1, dtype=torch.long), x)
+
+
+def test_first_step_below_against_a_plain_loop():
+    from course_ddpm.schedules import first_step_below
+
+    def loop(schedule, fraction):
+        for t in range(schedule.T):
+            if math.sqrt(schedule.alpha_bar[t].item()) < fraction:
+                return t
+        return None
+
+    cases = [(linear_schedule(1000), 0.01), (linear_schedule(300, rescale=True), 0.01), (cosine_schedule(1000), 0.1),
+             (linear_schedule(1000), 1.0)]
+    for schedule, fraction in cases:
+        t = first_step_below(schedule, fraction)
+        assert t == loop(schedule, fraction) and t is not None
+        assert schedule.alpha_bar[t].sqrt() < fraction and (t == 0 or schedule.alpha_bar[t - 1].sqrt() >= fraction)
+    assert first_step_below(linear_schedule(300, warn=False), 0.01) is None  # 22 % of the signal left at T
+    with pytest.raises(ValueError, match="fraction"):
+        first_step_below(linear_schedule(10, warn=False), 0.0)
