@@ -28,7 +28,7 @@ class MLPConfig:
     time_dim: size of the sinusoidal embedding of t (even)."""
 
     dim: int = 2
-    hidden: int = 128
+    hidden: int = 64
     depth: int = 3
     time_dim: int = 32
 

@@ -9,7 +9,9 @@ the same numbers wherever the notebooks are opened from, with no network and no 
 * ``learning_curve``: ``benchmarks/learning_curve.py`` on EMA snapshots of the shipped run;
 * ``evaluation_10000``: ``course-ddpm evaluate --n 10000`` of the shipped UNet (also in its card);
 * ``networks``: ``benchmarks/bench_networks.py --mode both``, the networks' size, speed and
-  held-out error after equal CPU time (the README's network tables).
+  held-out error after equal CPU time (the README's network tables);
+* ``playground``: ``benchmarks/playground.py``, the 2-D playground's wall time to good samples
+  (notebook 7).
 
 How each was made is in ``benchmarks/README.md``.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-RESULTS = ("sampler_study", "budget_study", "learning_curve", "evaluation_10000", "networks")
+RESULTS = ("sampler_study", "budget_study", "learning_curve", "evaluation_10000", "networks", "playground")
 
 
 def results_dir() -> Path:
