@@ -85,12 +85,14 @@ def summary(result: dict) -> str:
     lines = [f"{'step':>6} {'train s':>8} {'(CPU s)':>8} {'sample s':>9} {'SW_2':>7} {'floor':>7} {'log p':>7} "
              f"{'true':>7} good"]  # fmt: skip
     for r in result["rows"]:
-        lines.append(f"{r['step']:>6} {r['train_wall_s']:>8.1f} {r['train_cpu_s']:>8.1f} {r['sample_wall_s']:>9.1f} {r['swd']:>7.3f} "
-                     f"{r['swd_floor']:>7.3f} {r['log_likelihood']:>7.2f} {r['log_likelihood_true']:>7.2f} {r['good']}")  # fmt: skip
+        lines.append(f"{r['step']:>6} {r['train_wall_s']:>8.1f} {r['train_cpu_s']:>8.1f} {r['sample_wall_s']:>9.1f} "
+                     f"{r['swd']:>7.3f} {r['swd_floor']:>7.3f} {r['log_likelihood']:>7.2f} "
+                     f"{r['log_likelihood_true']:>7.2f} {r['good']}")  # fmt: skip
     g = result["first_good"]
     lines.append("never good" if g is None else
                  f"good samples after {g['step']} steps: {g['wall_s']:.1f} s wall "
-                 f"({g['train_wall_s']:.1f} s training + {g['sample_wall_s']:.1f} s sampling; {g['cpu_s']:.1f} CPU-s)")  # fmt: skip
+                 f"({g['train_wall_s']:.1f} s training + {g['sample_wall_s']:.1f} s sampling; "
+                 f"{g['cpu_s']:.1f} CPU-s)")  # fmt: skip
     meta = result["meta"]
     lines.append(f"{meta['environment']}; load average {meta['load_average']}")
     return "\n".join(lines)

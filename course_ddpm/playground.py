@@ -2,12 +2,13 @@
 
 Everything here is the package's MNIST machinery on ``(N, 2)`` points instead of images:
 
-* :func:`train` (= :func:`start` + :func:`train_steps`) -- :data:`PLAYGROUND_CONFIG`'s steps of Algorithm 1 (Ho et al. 2020), each
-  drawn by :func:`course_ddpm.training_step.draw_batch` and taken by ``step`` (the package's
-  :func:`~course_ddpm.training_step.train_step`, with its AdamW, clipping and EMA, unless a
-  student's step is passed in), on an :class:`~course_ddpm.mlp.MLP`;
-* :func:`draw` -- samples through :func:`course_ddpm.sampling.generate` (Algorithm 2 for
+* :func:`train` (= :func:`start` + :func:`train_steps`) -- :data:`PLAYGROUND_CONFIG`'s steps of
+  Algorithm 1 (Ho et al. 2020), each batch drawn by :func:`course_ddpm.training_step.draw_batch`
+  and taken by ``step`` (the package's :func:`~course_ddpm.training_step.train_step`, with its
+  AdamW, clipping and EMA, unless a student's step is passed in), on an :class:`~course_ddpm.mlp.MLP`;
+* :func:`draw` -- samples through :func:`course_ddpm.sampling.sample` (Algorithm 2 for
   ``sampler="ddpm"``), with ``clip_x0=False``: the points are not images in [-1, 1];
+* :func:`playground_data`, :func:`evaluate` -- the data sets and one draw-and-score;
 * :func:`score` -- the sliced Wasserstein distance of samples to the data, beside its *floor*
   (the distance of a second, independent draw of true data), and, for a mixture with a known
   density, the mean log-likelihood beside that of true data.

@@ -36,7 +36,8 @@ def test_parameter_count_matches_the_layers():
 @pytest.mark.parametrize(
     "x_t, t, y, error",
     [(torch.randn(3, 3), torch.arange(3), None, ValueError), (torch.randn(3, 2), torch.arange(2), None, ValueError),
-     (torch.randn(3, 2), torch.zeros(3), None, TypeError), (torch.randn(3, 2), torch.arange(3), torch.arange(3), ValueError)],
+     (torch.randn(3, 2), torch.zeros(3), None, TypeError),
+     (torch.randn(3, 2), torch.arange(3), torch.arange(3), ValueError)],
 )  # fmt: skip
 def test_bad_inputs_are_clear_errors(x_t, t, y, error):
     with pytest.raises(error):
