@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 7 · A 2-D playground that trains in seconds
 #
-# **Runtime:** about 3 min on 2 CPU cores (measured with `jupyter nbconvert --execute`; several times
+# **Runtime:** about 2 min on 2 CPU cores (measured with `jupyter nbconvert --execute`; several times
 # longer when other programs compete for the cores).
 #
 # MNIST takes CPU-hours to train. Here the data are points in the plane, the network is a small MLP,
@@ -60,7 +60,8 @@ setup(seed=0)  # torch threads and seed (course_ddpm.notebook.setup)
 data = playground.playground_data()  # train 10,000, reference 10,000, a true draw of 1,000 points
 print("closed-form covariance = I:", agree(data.density.covariance() - torch.eye(2, dtype=torch.float64)))
 print("sample covariance:", [[round(v, 2) for v in row] for row in torch.cov(data.train.T.double()).tolist()])
-points_over_density({"10,000 training points": data.train}, data.density);
+points_over_density({"10,000 training points": data.train}, data.density)
+plt.show()
 
 # %% [markdown]
 # **How close is a sample to the data?** The sliced Wasserstein distance $SW_2$
@@ -118,7 +119,8 @@ samples = sampler_2d(run.state.ema_model, run.schedule, n)
 good = playground.score(samples, data.reference, data.true_draw, data.density)
 print(f"loss: first 100 steps {sum(run.losses[:100]) / 100:.3f}, last 100 steps {sum(run.losses[-100:]) / 100:.3f}")
 print(good)
-points_over_density({f"{n} samples (EMA weights)": samples, f"{n} true points": data.true_draw}, data.density);
+points_over_density({f"{n} samples (EMA weights)": samples, f"{n} true points": data.true_draw}, data.density)
+plt.show()
 
 # %% [markdown]
 # The samples sit on the eight modes and none is missing. Their $SW_2$ is close to the floor; the
@@ -146,22 +148,24 @@ for row in bench["rows"]:
 # Each failure below is one classic mistake, everything else as in section 3, scored by the same
 # $SW_2$ (good run: printed above).
 #
-# **(a) Data not scaled like the noise.** The same ring in "pixel units", $127.5 + 50\,x$ (a range
-# like $[0, 255]$), mapped back before scoring. The data's spread is now 50 against the noise's 1, so
-# at most steps the signal in $x_t$ outweighs the noise (printed), and $x_T$ still holds $\sqrt{\bar\alpha_T} \cdot 127.5$ of the
-# mean (printed) that a sampler starting from $\mathcal N(0, I)$ never has: the model is trained on a
-# chain the sampler does not run.
+# **(a) Data not scaled like the noise.** The same ring squeezed into $[0, 1]$, $0.5 + 0.25\,x$ (the
+# classic bug of notebook 03: pixels in $[0, 1]$ instead of $[-1, 1]$), mapped back before scoring.
+# Its spread is now a quarter of the noise's, so at every $t$ the signal-to-noise ratio is 16 times
+# lower than the schedule was built for: the noise drowns the ring's structure early in the forward
+# process (the printed share of steps at which the signal is still louder than the noise), and only
+# the last few reverse steps are left to form the modes.
 
 # %%
-pixels = 127.5 + 50 * data.train
-run_a = playground.train(pixels, config, step=training_step_2d)
-samples_a = (sampler_2d(run_a.state.ema_model, run_a.schedule, n) - 127.5) / 50
+squeezed = 0.5 + 0.25 * data.train
+run_a = playground.train(squeezed, config, step=training_step_2d)
+samples_a = (sampler_2d(run_a.state.ema_model, run_a.schedule, n) - 0.5) / 0.25
 score_a = playground.score(samples_a, data.reference, data.true_draw, data.density)
-alpha_bar = run_a.schedule.alpha_bar
-louder = (50**2 * alpha_bar > 1 - alpha_bar).double().mean().item()  # signal variance > noise variance
-print(f"sqrt(alpha_bar_T) * 127.5 = {alpha_bar[-1].sqrt().item() * 127.5:.2f}; signal louder than noise at "
-      f"{louder:.0%} of the steps;  SW_2 = {score_a.swd:.3f}")
-points_over_density({"(a) trained on 127.5 + 50 x": samples_a}, data.density);
+snr = run_a.schedule.snr  # alpha_bar / (1 - alpha_bar) for unit-variance data
+louder, louder_unit = (0.25**2 * snr > 1).double().mean().item(), (snr > 1).double().mean().item()
+print(f"signal louder than noise at {louder:.0%} of the steps (unit-variance data: {louder_unit:.0%});  "
+      f"SW_2 = {score_a.swd:.3f}")
+points_over_density({"(a) trained on 0.5 + 0.25 x": samples_a}, data.density)
+plt.show()
 
 # %% [markdown]
 # **(b) Too few steps.** A cosine schedule with only $T = 5$: $x_T$ is pure noise, but each reverse
@@ -174,7 +178,8 @@ run_b = playground.train(data.train, config_b, step=training_step_2d)
 samples_b = sampler_2d(run_b.state.ema_model, run_b.schedule, n)
 score_b = playground.score(samples_b, data.reference, data.true_draw, data.density)
 print(f"sqrt(alpha_bar_T) = {run_b.schedule.alpha_bar[-1].sqrt().item():.3f};  SW_2 = {score_b.swd:.3f}")
-points_over_density({"(b) cosine schedule, T = 5": samples_b}, data.density);
+points_over_density({"(b) cosine schedule, T = 5": samples_b}, data.density)
+plt.show()
 
 # %% [markdown]
 # **(b′) A schedule that leaves signal at $x_T$.** Linear betas from $10^{-4}$ to $0.02$ with only
@@ -198,7 +203,8 @@ x_T = alpha_bar_T**0.5 * data.true_draw + (1 - alpha_bar_T) ** 0.5 * torch.randn
 noise = torch.randn(10 * n, 2, generator=g)
 print(f"SW_2 of q(x_T) to N(0, I) = {sliced_wasserstein(x_T, noise):.3f} "
       f"(floor {sliced_wasserstein(torch.randn(n, 2, generator=g), noise):.3f});  SW_2 of the samples = {score_b2.swd:.3f}")
-points_over_density({"(b') linear schedule, T = 50": samples_b2}, data.density);
+points_over_density({"(b') linear schedule, T = 50": samples_b2}, data.density)
+plt.show()
 
 # %% [markdown]
 # **(c) The wrong variance: $\sigma_t^2 z$ where Algorithm 2 has $\sigma_t z$.** The good run's
@@ -209,7 +215,8 @@ points_over_density({"(b') linear schedule, T = 50": samples_b2}, data.density);
 samples_c = sampler_2d(run.state.ema_model, failure_modes.variance_for_std(run.schedule), n)
 score_c = playground.score(samples_c, data.reference, data.true_draw, data.density)
 print(f"SW_2 = {score_c.swd:.3f}")
-points_over_density({"(c) sigma_t^2 z instead of sigma_t z": samples_c}, data.density);
+points_over_density({"(c) sigma_t^2 z instead of sigma_t z": samples_c}, data.density)
+plt.show()
 
 # %% [markdown]
 # **(c′) The wrong constants: $\alpha_t$ where $\bar\alpha_t$ belongs** in the noise coefficient of
@@ -220,7 +227,8 @@ points_over_density({"(c) sigma_t^2 z instead of sigma_t z": samples_c}, data.de
 samples_c2 = sampler_2d(failure_modes.alpha_for_alpha_bar(run.state.ema_model, run.schedule), run.schedule, n)
 score_c2 = playground.score(samples_c2, data.reference, data.true_draw, data.density)
 print(f"SW_2 = {score_c2.swd:.3f}")
-points_over_density({"(c') alpha_t for alpha_bar_t in eq. 11": samples_c2}, data.density);
+points_over_density({"(c') alpha_t for alpha_bar_t in eq. 11": samples_c2}, data.density)
+plt.show()
 
 # %% [markdown]
 # **(d) No EMA.** The same run's raw weights instead of their exponential moving average. At this
@@ -230,7 +238,8 @@ points_over_density({"(c') alpha_t for alpha_bar_t in eq. 11": samples_c2}, data
 samples_d = sampler_2d(run.state.model, run.schedule, n)
 score_d = playground.score(samples_d, data.reference, data.true_draw, data.density)
 print(f"SW_2 = {score_d.swd:.3f}")
-points_over_density({"(d) raw weights, no EMA": samples_d}, data.density);
+points_over_density({"(d) raw weights, no EMA": samples_d}, data.density)
+plt.show()
 
 # %% [markdown]
 # ## 5. All of them, and a warning about the log-likelihood
@@ -244,7 +253,7 @@ for name, s in scores.items():
 print(f"{'true data (floor)':26s} {good.swd_floor:6.3f} {good.log_likelihood_true:11.2f}")
 
 # %% [markdown]
-# Every failure but (b′) lies roughly three to five times farther from the data than the good run. The
+# Every failure but (b′) lies roughly three to four times farther from the data than the good run. The
 # log-likelihood alone would be fooled: samples collapsed onto the modes' centres (c) score a *higher* mean log-likelihood
 # than true data, because the density is highest there. A likelihood of samples rewards mode-seeking;
 # $SW_2$ compares the whole distribution, spread included.
