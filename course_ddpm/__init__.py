@@ -9,7 +9,9 @@ batched generator), ``toy`` (distributions with a known density and optimal deno
 ``data`` (MNIST in [-1, 1]), ``unet`` and ``simple_unet`` (the networks), ``networks``
 (their registry and inspection), ``classifier``, ``training_config``, ``training_step``
 (Algorithm 1), ``training`` (the run), ``rng``, ``checkpoints``, ``fid`` (MNIST-FID),
-``evaluation`` (digit histogram, bits/dim, the report), ``plot_images`` and ``plot_curves``,
+``evaluation`` (digit histogram, bits/dim, the report), the 2-D playground (``toy2d``,
+``mlp``, ``sliced_wasserstein``, ``playground``, ``failure_modes``), ``plot_images``, ``plot_curves``
+and ``plot_points``,
 ``widgets``, ``notebook`` (what every notebook's first cell calls), ``environment``,
 ``validation`` (the input checks all of them share) and ``cli``.
 """

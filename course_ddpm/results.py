@@ -11,7 +11,9 @@ the same numbers wherever the notebooks are opened from, with no network and no 
 * ``networks``: ``benchmarks/bench_networks.py --mode both``, the networks' size, speed and
   held-out error after equal CPU time (the README's network tables);
 * ``ode_likelihood``: ``benchmarks/ode_likelihood.py``, the probability-flow ODE's bits/dim beside
-  the ELBO, and its NFE against MNIST-FID beside DDIM (notebook 5).
+  the ELBO, and its NFE against MNIST-FID beside DDIM (notebook 5);
+* ``playground``: ``benchmarks/playground.py``, the 2-D playground's wall time to good samples
+  (notebook 7).
 
 How each was made is in ``benchmarks/README.md``.
 """
@@ -21,7 +23,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-RESULTS = ("sampler_study", "budget_study", "learning_curve", "evaluation_10000", "networks", "ode_likelihood")
+RESULTS = ("sampler_study", "budget_study", "learning_curve", "evaluation_10000", "networks", "ode_likelihood",
+           "playground")
 
 
 def results_dir() -> Path:
