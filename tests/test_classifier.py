@@ -132,17 +132,21 @@ def test_main_trains_and_writes_the_model_file_with_its_reproduce_command(tmp_pa
     x, y = _synthetic_digits(64, seed=2)
     tiny = ClassifierConfig(channels=(4, 8), hidden=16)
 
-    def train_tiny(epochs, seed, progress):
-        return train_classifier(epochs, seed, config=tiny, batch_size=32, data=(x, y, x, y), progress=progress)
+    def train_tiny(epochs, seed, config, progress):
+        assert config == ClassifierConfig(channels=(4, 8), hidden=16)  # from --channels and --hidden
+        return train_classifier(epochs, seed, config=config, batch_size=32, data=(x, y, x, y), progress=progress)
 
     monkeypatch.setattr(classifier, "train_classifier", train_tiny)
     threads = torch.get_num_threads()
     try:
-        card = main(["--epochs", "1", "--seed", "3", "--out", str(tmp_path / "clf"), "--no-progress"])
+        card = main(["--epochs", "1", "--seed", "3", "--channels", "4", "8", "--hidden", "16", "--out",
+                     str(tmp_path / "clf"), "--no-progress"])  # fmt: skip
     finally:
         torch.set_num_threads(threads)
     assert card == read_card(tmp_path / "clf.safetensors")
     assert card["model"]["name"] == "mnist_classifier" and card["epochs"] == 1 and card["seed"] == 3
-    assert card["command"] == f"python -m course_ddpm.classifier --epochs 1 --seed 3 --out {tmp_path / 'clf'} --no-progress"
+    assert card["command"] == (f"python -m course_ddpm.classifier --epochs 1 --seed 3 --channels 4 8 --hidden 16 "
+                               f"--out {tmp_path / 'clf'} --no-progress")  # fmt: skip
+    assert card["model"]["channels"] == [4, 8] and card["model"]["hidden"] == 16
     model, _ = load_model(tmp_path / "clf.safetensors")
     assert card["test_accuracy"] == accuracy(model, x, y)

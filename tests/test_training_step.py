@@ -161,9 +161,12 @@ def test_train_step_is_algorithm_1_written_out_with_torch_pieces():
                 p_ema.copy_(decay * p_ema + (1 - decay) * p)
 
         assert loss == pytest.approx(expected.item(), rel=1e-6) and state.step == step + 1
+        # Adam divides by sqrt(v): where a gradient is tiny, round-off of the (CPU-dependent)
+        # summation order is amplified to ~1e-6 in the update. An algorithmic slip (no clipping,
+        # no warm-up, another EMA decay) moves parameters by ~lr = 1e-3: far outside these bounds.
         for mine, theirs in ((state.model, model), (state.ema_model, ema)):
             for p, q in zip(mine.parameters(), theirs.parameters()):
-                torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
 
 
 class _NaNOutput(torch.nn.Module):
