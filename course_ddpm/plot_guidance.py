@@ -20,9 +20,9 @@ def guidance_tradeoff(sweep: Mapping, size: tuple[float, float] = (10.0, 3.0)) -
 
     Left: the fraction of samples classified as the requested digit (all digits, and the
     worst digit). Middle: MNIST-FID of all samples and the median per-digit FID, each with
-    its floor (real images, same N) dotted. Right: how varied and how saturated the samples
-    are: the mean feature spread (1 = as varied as MNIST) and the fraction of grey pixels
-    over MNIST's (1 = as many anti-aliased edge pixels as MNIST).
+    its floor (real images, same N) dotted. Right: how varied and how bold the samples are:
+    the mean feature spread (1 = as varied as MNIST) and the fraction of ink pixels over
+    MNIST's (1 = strokes as thick as MNIST's).
     """
     rows = sorted(sweep["results"], key=lambda r: r["guidance_scale"])
     if not rows:
@@ -47,10 +47,10 @@ def guidance_tradeoff(sweep: Mapping, size: tuple[float, float] = (10.0, 3.0)) -
     ax_fid.set_yscale("log")
     ax_fid.set_ylabel("MNIST-FID (lower is better)")
 
-    grey_mnist = sweep["mnist_pixels"]["grey"]
+    ink_mnist = sweep["mnist_pixels"]["ink"]
     ax_div.plot(s, [sum(r["feature_spread_per_digit"]) / len(r["feature_spread_per_digit"]) for r in rows], "o-",
                 label="feature spread")  # fmt: skip
-    ax_div.plot(s, [r["pixels"]["grey"] / grey_mnist for r in rows], "s--", label="grey pixels / MNIST's")
+    ax_div.plot(s, [r["pixels"]["ink"] / ink_mnist for r in rows], "s--", label="ink pixels / MNIST's")
     ax_div.axhline(1.0, color="grey", ls=":", label="MNIST")
     ax_div.set_ylabel("relative to MNIST")
     for ax in (ax_acc, ax_fid, ax_div):

@@ -13,7 +13,11 @@ the same numbers wherever the notebooks are opened from, with no network and no 
 * ``ode_likelihood``: ``benchmarks/ode_likelihood.py``, the probability-flow ODE's bits/dim beside
   the ELBO, and its NFE against MNIST-FID beside DDIM (notebook 5);
 * ``playground``: ``benchmarks/playground.py``, the 2-D playground's wall time to good samples
-  (notebook 7).
+  (notebook 7);
+* ``guidance_sweep``: ``benchmarks/guidance_sweep.py`` on the shipped ``unet_cond``, accuracy,
+  MNIST-FID, variety and saturation against the guidance scale (notebook 6);
+* ``ddim_ablation``: ``benchmarks/sampler_study.py --ablation --features``, DDIM-50 with eta,
+  clipping and spacing varied, beside DDPM, in two classifiers' feature spaces.
 
 How each was made is in ``benchmarks/README.md``.
 """
@@ -24,7 +28,7 @@ import json
 from pathlib import Path
 
 RESULTS = ("sampler_study", "budget_study", "learning_curve", "evaluation_10000", "networks", "ode_likelihood",
-           "playground")
+           "playground", "guidance_sweep", "ddim_ablation")
 
 
 def results_dir() -> Path:

@@ -8,13 +8,13 @@ from course_ddpm import plot_guidance
 pytestmark = pytest.mark.usefixtures("figures_not_shown")
 
 
-def _row(s, accuracy, fid, spread, grey):
+def _row(s, accuracy, fid, spread, ink):
     return {"guidance_scale": s, "accuracy": accuracy, "accuracy_per_digit": [accuracy] * 9 + [accuracy - 0.1],
             "fid": fid, "fid_per_digit": [fid * 2] * 10, "fid_floor_per_digit": [40.0] * 10,
-            "feature_spread_per_digit": [spread] * 10, "pixels": {"grey": grey, "ink": 0.1, "mean": 0.1}}  # fmt: skip
+            "feature_spread_per_digit": [spread] * 10, "pixels": {"grey": 0.1, "ink": ink, "mean": 0.1}}  # fmt: skip
 
 
-SWEEP = {"n": 100, "n_per_digit": 10, "fid_floor": 12.0, "mnist_pixels": {"grey": 0.1},
+SWEEP = {"n": 100, "n_per_digit": 10, "fid_floor": 12.0, "mnist_pixels": {"ink": 0.1},
          "results": [_row(2.0, 0.99, 30.0, 0.6, 0.05), _row(0.0, 0.1, 150.0, 1.1, 0.12)]}  # fmt: skip
 
 
@@ -28,9 +28,9 @@ def test_guidance_tradeoff_plots_each_quantity_against_the_scale_in_order():
     assert list(fid_lines[0].get_ydata()) == [150.0, 30.0]
     assert list(fid_lines[1].get_ydata()) == [12.0, 12.0]  # the floor, a horizontal line
     assert list(fid_lines[2].get_ydata()) == [300.0, 60.0]  # median per-digit FID
-    spread, grey = ax_div.get_lines()[:2]
+    spread, ink = ax_div.get_lines()[:2]
     assert list(spread.get_ydata()) == pytest.approx([1.1, 0.6])
-    assert list(grey.get_ydata()) == pytest.approx([1.2, 0.5])  # relative to MNIST's 0.1
+    assert list(ink.get_ydata()) == pytest.approx([1.2, 0.5])  # relative to MNIST's 0.1
     with pytest.raises(ValueError, match="no results"):
         plot_guidance.guidance_tradeoff({**SWEEP, "results": []})
 
