@@ -5,7 +5,9 @@
 
 The instructor notebooks in ``notebooks/`` are the complete course: every exercise's code cell holds
 its solution between nbgrader's markers ``### BEGIN SOLUTION`` and ``### END SOLUTION``. For each
-notebook that has such a cell, this script runs two nbconvert preprocessors over the ``.ipynb``:
+notebook that has such a cell, this script runs two nbconvert preprocessors over the ``.ipynb``
+(a notebook without exercises is copied as it is, outputs included, so that ``student/`` holds
+the whole course):
 
 * :class:`ClearSolutions` replaces every marked region by nbgrader's stub,
   ``# YOUR CODE HERE`` / ``raise NotImplementedError()``, indented like the markers (the behaviour
@@ -72,20 +74,21 @@ def has_solutions(nb: nbformat.NotebookNode) -> bool:
 def student_version(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The student notebook made from an instructor notebook (a copy; ``nb`` is left as it is)."""
     nb = nbformat.from_dict(nb)  # deep copy
-    for preprocessor in (ClearSolutions(), ClearOutputPreprocessor()):
-        nb, _ = preprocessor.preprocess(nb, {})
+    if has_solutions(nb):  # the outputs would show the solutions' results: clear them
+        for preprocessor in (ClearSolutions(), ClearOutputPreprocessor()):
+            nb, _ = preprocessor.preprocess(nb, {})
     # keep what a kernel needs; drop the jupytext pairing and the widget state of the last run
     nb.metadata = nbformat.NotebookNode({k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info")})
     return nb
 
 
 def student_notebooks() -> dict[Path, str]:
-    """``student/NN_name.ipynb`` -> its text, for every instructor notebook with an exercise."""
+    """``student/NN_name.ipynb`` -> its text, for every instructor notebook (student/ is the whole
+    course: a notebook without exercises is copied with its outputs, for reading before running)."""
     out = {}
     for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
         nb = nbformat.read(path, as_version=4)
-        if has_solutions(nb):
-            out[STUDENT / path.name] = nbformat.writes(student_version(nb)) + "\n"
+        out[STUDENT / path.name] = nbformat.writes(student_version(nb)) + "\n"
     return out
 
 
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {p.relative_to(ROOT)}")
     for p in extra:
         p.unlink()
-        print(f"removed {p.relative_to(ROOT)} (no instructor notebook with exercises)")
+        print(f"removed {p.relative_to(ROOT)} (no such instructor notebook)")
     print(f"{len(wanted)} student notebooks in {STUDENT.relative_to(ROOT)}/, {len(stale)} rewritten")
     return 0
 

@@ -49,6 +49,19 @@ def test_exercise_notebooks_are_01_to_04():
     assert [p.name[:2] for p in INSTRUCTOR] == ["01", "02", "03", "04"]
 
 
+def test_student_folder_holds_the_whole_course():
+    """make lab opens student/: every notebook must be there; one without exercises keeps its outputs."""
+    everything = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert sorted(p.name for p in (ROOT / "student").glob("*.ipynb")) == everything
+    for name in everything:
+        if ROOT / "notebooks" / name in INSTRUCTOR:
+            continue
+        instructor, student = _read(ROOT / "notebooks" / name), _read(ROOT / "student" / name)
+        assert [(c.source, c.get("outputs")) for c in instructor.cells] == [
+            (c.source, c.get("outputs")) for c in student.cells
+        ]
+
+
 def test_student_folder_is_up_to_date():
     assert make_student.main(["--check"]) == 0, "student/ is out of date: run  make student"
 
