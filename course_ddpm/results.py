@@ -17,7 +17,9 @@ the same numbers wherever the notebooks are opened from, with no network and no 
 * ``guidance_sweep``: ``benchmarks/guidance_sweep.py`` on the shipped ``unet_cond``, accuracy,
   MNIST-FID, variety and saturation against the guidance scale (notebook 6);
 * ``ddim_ablation``: ``benchmarks/sampler_study.py --ablation --features``, DDIM-50 with eta,
-  clipping and spacing varied, beside DDPM, in two classifiers' feature spaces.
+  clipping and spacing varied, beside DDPM, in two classifiers' feature spaces;
+* ``interpolation_study``: ``benchmarks/interpolation_study.py``, DDIM decodes of the midpoints of
+  slerp and of the straight line between many pairs of noises (notebook 4).
 
 How each was made is in ``benchmarks/README.md``.
 """
@@ -28,7 +30,7 @@ import json
 from pathlib import Path
 
 RESULTS = ("sampler_study", "budget_study", "learning_curve", "evaluation_10000", "networks", "ode_likelihood",
-           "playground", "guidance_sweep", "ddim_ablation")
+           "playground", "guidance_sweep", "ddim_ablation", "interpolation_study")
 
 
 def results_dir() -> Path:

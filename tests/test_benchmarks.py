@@ -459,3 +459,27 @@ def test_guidance_sweep_shortcuts_at_s_0_and_1_equal_the_guided_formula(keep_thr
         torch.testing.assert_close(fast, guided, rtol=0, atol=1e-4)
     assert not torch.allclose(fast, sweep_script.sample_at_scale(model, schedule, x_T, labels, 0.0, steps=3,
                                                                   batch_size=4, progress=False), atol=1e-2)  # fmt: skip
+
+
+# ------------------------------------------------------------------------ interpolation study
+def test_interpolation_midpoints_have_the_norms_of_their_paths():
+    study = _load_script("interpolation_study")
+    starts = study.midpoints(64, seed=0)
+    norms = {k: v.flatten(1).norm(dim=1).mean().item() for k, v in starts.items()}
+    assert norms["endpoint"] == pytest.approx(28.0, rel=0.02) and norms["slerp"] == pytest.approx(28.0, rel=0.02)
+    assert norms["line"] == pytest.approx(28.0 / math.sqrt(2), rel=0.02)  # inside the sphere
+    g = torch.Generator().manual_seed(0)
+    x_a, x_b = torch.randn(64, 1, 28, 28, generator=g), torch.randn(64, 1, 28, 28, generator=g)
+    torch.testing.assert_close(starts["line"], (x_a + x_b) / 2)
+    torch.testing.assert_close(starts["endpoint"], x_a)
+
+
+@needs_classifier
+def test_interpolation_study_main_writes_its_json(tmp_path, mnist_root, keep_threads):
+    study = _load_script("interpolation_study")
+    out = tmp_path / "interp.json"
+    result = study.main(["--n", "6", "--steps", "2", "--json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert set(result["rows"]) == {"endpoint", "slerp", "line"}
+    for r in result["rows"].values():
+        assert 0 < r["mean_confidence"] <= 1 and r["fid"] >= 0 and r["contrast"] > 0
