@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 5 · The physics of diffusion: Langevin dynamics, SDEs, the probability-flow ODE, likelihoods
 #
-# **Runtime:** about 2 min on 2 CPU cores.
+# **Runtime:** about 1 min on 2 CPU cores.
 #
 # Diffusion models were introduced by analogy with non-equilibrium thermodynamics
 # (Sohl-Dickstein et al. 2015). This notebook makes the analogy exact and computes every step of it,

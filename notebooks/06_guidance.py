@@ -120,10 +120,10 @@ show_code(predict_eps)
 
 # %%
 mixture = GaussianMixture((0.5, 0.5), (-0.6, 0.6), (0.35, 0.35))  # class y = k is component k
-toy_schedule = linear_schedule(1000)
+toy_schedule = linear_schedule(250, rescale=True)  # T = 250 (betas x 4): enough steps for 1-D data
 toy_model = mixture.conditional_eps_model(toy_schedule)
 x = torch.linspace(-2, 2, 41, dtype=torch.float64).reshape(41, 1).requires_grad_()
-t_toy = torch.full((41,), 300)
+t_toy = torch.full((41,), 75)
 s = 3.0
 
 
@@ -235,7 +235,7 @@ plt.show()
 # $$p_s(x \mid y) \propto p(x \mid y)\, p(y \mid x)^{s - 1} = p(x\mid y)^s\, p(x)^{1-s},$$
 #
 # which for $s > 1$ down-weights every $x$ where the other class is also likely. Samples of 20,000
-# DDPM chains with the exact class denoisers:
+# DDPM chains ($T = 250$) with the exact class denoisers:
 
 # %% tags=["nbval-ignore-output"]
 n_toy = 20_000

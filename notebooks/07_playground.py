@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 7 · A 2-D playground that trains in seconds
 #
-# **Runtime:** about 2 min on 2 CPU cores (measured with `jupyter nbconvert --execute`; several times
+# **Runtime:** about 1 min on 2 CPU cores (measured with `jupyter nbconvert --execute`; several times
 # longer when other programs compete for the cores).
 #
 # MNIST takes CPU-hours to train. Here the data are points in the plane, the network is a small MLP,
