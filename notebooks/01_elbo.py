@@ -119,7 +119,7 @@ show_code(forward.q_step_mean_variance)
 #
 # A log-ratio becomes a $-D_\mathrm{KL}$ only after the expectation is split in two: an outer one over
 # the variables the densities condition on, and an inner one over the variable they are densities
-# of, *under its conditional distribution given the outer ones* (erratum 3). For the prior term,
+# of, *under its conditional distribution given the outer ones* (erratum 4). For the prior term,
 # given $x_{T-1}$ the variable $x_T$ is distributed as $q(x_T\mid x_{T-1})$, so the inner expectation
 # is $-D_\mathrm{KL}(q(x_T\mid x_{T-1})\,\|\,p(x_T))$. Luo (eq. 45) does the same for every term:
 #
@@ -515,23 +515,42 @@ for t_paper in (2, 250, 500, 750, 999):
 # %% [markdown]
 # > ### Errata — the seed lecture's notes
 # >
-# > 1. **Decoder index.** The notes write the decoder step with $h_{t+1}$. The decoder walks *down* the
-# >    chain: $p_\theta(h_{t-1}\mid h_t)$, i.e. $p_\theta(x_{t-1}\mid x_t)$ for $t = T,\dots,1$, with $h_0 = x_0$
-# >    the data and $h_T = x_T\sim\mathcal N(0, I)$. Only the encoder goes up: $q(x_t\mid x_{t-1})$.
-# > 2. **"$\log p(x) =$" must stay "$\log p(x) \ge$".** After Jensen's inequality (section 3) every line is a
-# >    lower bound; equality holds only if $q(x_{1:T}\mid x_0)$ equals the model's posterior.
-# > 3. **The missing step from log-ratios to $-D_\mathrm{KL}$.** Write the joint expectation as an outer
-# >    expectation over the conditioning variable and an inner one over the variable the densities are
-# >    about, *taken under that variable's conditional given the outer ones*; only the inner expectation
-# >    is a $-D_\mathrm{KL}$. For a denoising term:
+# > Slide titles in quotes, so that each slip can be found in the notes.
+# >
+# > 1. **Decoder index.** The decoder walks *down* the chain, $p_\theta(x_{t-1}\mid x_t)$ for $t = T,\dots,1$ (equivalently
+# >    $p_\theta(h_t\mid h_{t+1})$: the same object, shifted by one), and only the encoder goes up, $q(x_t\mid x_{t-1})$.
+# >    The notes get this right on "Mathematical representation" and "Third assumption" (and the figure caption's
+# >    "generated only from the previous latent $h_{t+1}$" is right too), but slip three times:
+# >    * "Equation for the Markovian hierarchical VAE" writes the decoder as $\prod_{t=2}^T p_\theta(h_t\mid h_{t-1})$,
+# >      an encoder-direction factor; it should be $\prod_{t=2}^T p_\theta(h_{t-1}\mid h_t)$;
+# >    * "Chains of VAEs" says "we decode each latent set of variables $h_t$ in terms of the previous latent variable
+# >      $h_{t-1}$"; decoding goes from $h_{t+1}$ to $h_t$ (the "previous" latent of the *decoder* is the deeper one);
+# >    * "Continues" writes $\prod_{t=1}^{T-1} p_\theta(x_t\mid x_{t-1})/q(x_t\mid x_{t-1})$ on every line, although the
+# >      slide before it ("Optimizing the variational diffusion model") had reached $\prod_{t=1}^{T-1} p_\theta(x_t\mid x_{t+1})$;
+# >      it should be $p_\theta(x_t\mid x_{t+1})/q(x_t\mid x_{t-1})$ (section 3).
+# > 2. **"$\log p(x) =$" must stay "$\log p(x) \ge$".** "Continues" starts with $\log p(x) =$. After Jensen's inequality
+# >    (section 3) every line is a lower bound; equality holds only if $q(x_{1:T}\mid x_0)$ equals the model's posterior.
+# > 3. **The expectation of the consistency sum.** On the last line of "Continues" each term of the sum over $t$ is taken
+# >    under $\mathbb E_{q(x_{T-1}, x_T\mid x_0)}$, the variables of the *prior* term; the $t$-th term involves $x_{t-1}, x_t, x_{t+1}$,
+# >    so it is $\mathbb E_{q(x_{t-1}, x_t, x_{t+1}\mid x_0)}$.
+# > 4. **The missing step from log-ratios to $-D_\mathrm{KL}$.** Between "Continues" and "Interpretations" the log-ratios
+# >    become KL divergences without a word. Write the joint expectation as an outer expectation over the conditioning
+# >    variables and an inner one over the variable the densities are about, *taken under that variable's conditional
+# >    given the outer ones*; only the inner expectation is a $-D_\mathrm{KL}$. For a denoising term:
 # >    $$\mathbb E_{q(x_{t-1},x_t\mid x_0)}\Big[\log\tfrac{p_\theta(x_{t-1}\mid x_t)}{q(x_{t-1}\mid x_t,x_0)}\Big] = \mathbb E_{q(x_t\mid x_0)}\Big[\mathbb E_{q(x_{t-1}\mid x_t,x_0)}\big[\log\tfrac{p_\theta(x_{t-1}\mid x_t)}{q(x_{t-1}\mid x_t,x_0)}\big]\Big] = -\mathbb E_{q(x_t\mid x_0)}\big[D_\mathrm{KL}(q(x_{t-1}\mid x_t,x_0)\,\|\,p_\theta(x_{t-1}\mid x_t))\big].$$
-# >    Taking the inner expectation under the wrong conditional is what goes wrong in Luo's own eq. 45
-# >    (sections 3 and 9).
-# > 4. **Encoder mean.** $q(x_t\mid x_{t-1}) = \mathcal N\big(\sqrt{\alpha_t}\,x_{t-1},\ (1-\alpha_t)I\big)$: the mean
-# >    scales the *previous* latent $x_{t-1}$, not $x_t$ (section 2 measured the slope).
-# > 5. **"Train a network to introduce noise."** The forward (noising) process is fixed, not learned
-# >    (restriction 2). The network learns to *remove* noise: it predicts $\epsilon$ (equivalently
-# >    $x_0$ or the score) from $x_t$, which defines the decoder $p_\theta(x_{t-1}\mid x_t)$.
+# >    For a consistency term the inner conditional is $r = q(x_t\mid x_{t-1}, x_{t+1})$, not $q(x_t\mid x_{t-1})$, so the
+# >    consistency KL on "The last term" (Luo's eq. 45) is not equal to the term it replaces (sections 3 and 9).
+# > 5. **Encoder mean: notation, not an error.** "Parameterizing Gaussian encoder" writes $\mu_t(x_t) = \sqrt{\alpha_t}\,x_{t-1}$.
+# >    The mean is right: it scales the *previous* latent $x_{t-1}$ (section 2 measured the slope). The argument $x_t$
+# >    is Luo's own label (his eqs. 27–28) for "the mean of the distribution of $x_t$", not the variable the mean
+# >    depends on; a student may read it as $\sqrt{\alpha_t}$ times a function of $x_t$, so say it once in the lecture.
+# > 6. **"Train a network to introduce noise."** ("How diffusion models work".) The forward (noising) process is fixed,
+# >    not learned (restriction 2). The network learns to *remove* noise: it predicts $\epsilon$ (equivalently $x_0$ or
+# >    the score) from $x_t$, which defines the decoder $p_\theta(x_{t-1}\mid x_t)$.
+# > 7. **"Cheaply evaluated" is a bound.** "Diffusion models" lists "the model log likelihood, and the probability of
+# >    individual states, to be cheaply evaluated". What is cheap is the ELBO, a *lower bound* on $\log p_\theta(x_0)$
+# >    (section 9: 0.55 nats below $\log p(x_0)$ on the toy even with the optimal denoiser); the exact
+# >    $\log p_\theta(x_0)$ of a diffusion model has no closed form.
 
 # %% [markdown]
 # ## Summary
