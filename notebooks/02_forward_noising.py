@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 2 · The forward process: noising an MNIST digit
 #
-# **Runtime:** about 15 s on 2 CPU cores (measured with `jupyter nbconvert --execute`; most of it is
+# **Runtime:** about 25 s on 2 CPU cores (measured with `jupyter nbconvert --execute`; most of it is
 # importing torch and loading MNIST; several times longer when other programs compete for the cores).
 #
 # A diffusion model destroys data step by step with a *fixed* Gaussian noising process $q$ and
@@ -167,13 +167,24 @@ for t in (0, 50, 150, 299):
 # $\sqrt{\bar\alpha_t}$ is the weight of the data in $x_t$, and
 # $\mathrm{SNR}(t) = \bar\alpha_t / (1-\bar\alpha_t)$ compares the signal's variance with the noise's.
 # The x-axis is $t/T$, so that chains of different length share it; SNR is on a log scale.
-# The rescaled T=300 curve (green) lies exactly on the linear T=1000 one (blue, hidden under it):
-# rescaling makes 300 steps do what 1000 did. The cosine schedule keeps more signal in the first
+# The rescaled T=300 curve (green) lies almost on the linear T=1000 one (blue, nearly hidden under it):
+# rescaling makes 300 steps do roughly what 1000 did. The cosine schedule keeps more signal in the first
 # half; the lecture's short linear chain (orange) never gets its SNR below 0.05.
 
 # %%
 plot_curves.schedule_curves(schedules, ("alpha_bar", "snr"))
 plt.show()
+
+# %% [markdown]
+# "Almost", not "exactly": $\log\bar\alpha_t = \sum_{s\le t}\log(1-\beta_s) = -\sum_{s\le t}\beta_s - \tfrac12\sum_{s\le t}\beta_s^2 - \dots$
+# Rescaling by $1000/T$ keeps $\sum_s\beta_s$ over the chain, so the two schedules agree to first order in $\beta$;
+# the second-order term is $1000/300$ times larger for the bigger steps, and $\bar\alpha_T$ ends up smaller:
+
+# %%
+for name in ("linear T=1000", "linear T=300 rescaled"):
+    s = schedules[name]
+    print(f"{name:22s} sum beta {s.beta.sum():.3f}   sum beta^2 / 2 {0.5 * (s.beta**2).sum():.3f}   "
+          f"log alpha_bar_T {s.alpha_bar[-1].log():.3f}   alpha_bar_T {s.alpha_bar[-1]:.1e}")
 
 # %% [markdown] tags=["exercise"]
 # **Exercise 2.3 · The signal-to-noise ratio.** Write `my_snr(schedule, t)`: $\mathrm{SNR}(t) = \bar\alpha_t / (1-\bar\alpha_t)$ for a `(B,)` tensor of code indices. The rest of the notebook uses the package's version, so you can skip an exercise and run on.
@@ -326,7 +337,7 @@ plt.show()
 # **The fix.** Keep $\bar\alpha_T \approx 0$ when you shorten the chain:
 #
 # * *rescale* the linear betas by $1000/T$ (`linear_schedule(300, rescale=True)`, betas
-#   $3.3\cdot10^{-4}\to 0.067$), so that 300 bigger steps destroy as much as 1000 small ones; or
+#   $3.3\cdot10^{-4}\to 0.067$), so that 300 bigger steps destroy about as much as 1000 small ones (the same $\sum\beta_s$; equal to first order in $\beta$); or
 # * use the *cosine* schedule, which is defined through $\bar\alpha_t$ and ends near 0 for any $T$.
 #
 # The package warns whenever $\bar\alpha_T > 10^{-3}$:
