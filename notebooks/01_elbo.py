@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 1 · The ELBO of a variational diffusion model
 #
-# **Runtime:** about 40 s on 2 CPU cores (measured with `jupyter nbconvert --execute`; several times
+# **Runtime:** about 25 s on 2 CPU cores (measured with `jupyter nbconvert --execute`; several times
 # longer when other programs compete for the cores).
 #
 # We derive the training objective of a diffusion model the way Luo (2022, *Understanding Diffusion
@@ -36,6 +36,7 @@
 # %%
 import matplotlib.pyplot as plt
 import torch
+from numpy.polynomial.hermite_e import hermegauss
 
 from course_ddpm import elbo, exercises, forward, gaussian, losses, plot_curves, reverse
 from course_ddpm.notebook import agree, setup, show_code
@@ -162,8 +163,56 @@ show_code(forward.q_step_mean_variance)
 #
 # $$q(x_t\mid x_{t-1}, x_0) = \frac{q(x_{t-1}\mid x_t, x_0)\,q(x_t\mid x_0)}{q(x_{t-1}\mid x_0)} .$$
 #
-# Put this into the encoder product for $t\ge 2$: the ratios $q(x_t\mid x_0)/q(x_{t-1}\mid x_0)$
-# telescope to $q(x_T\mid x_0)/q(x_1\mid x_0)$, and (Luo eq. 58; Ho et al. 2020 eq. 5 with the sign flipped)
+# Now pair each decoder factor with the encoder factor *of the same step* $t$ (not of the same variable, as in
+# the first form), split off $t = 1$, and replace $q(x_t\mid x_{t-1})$ for $t\ge 2$ by Bayes' rule. Along any single
+# trajectory, before any expectation,
+#
+# $$\log\frac{p(x_{0:T})}{q(x_{1:T}\mid x_0)}
+# = \log\frac{p(x_T)\,p_\theta(x_0\mid x_1)}{q(x_1\mid x_0)}
+# + \sum_{t=2}^{T}\log\frac{p_\theta(x_{t-1}\mid x_t)}{q(x_{t-1}\mid x_t, x_0)}
+# + \underbrace{\sum_{t=2}^{T}\log\frac{q(x_{t-1}\mid x_0)}{q(x_t\mid x_0)}}_{=\ \log q(x_1\mid x_0) - \log q(x_T\mid x_0)} .$$
+#
+# The last sum telescopes (each $\log q(x_k\mid x_0)$, $2\le k\le T-1$, appears once with each sign), and its
+# $\log q(x_1\mid x_0)$ cancels the one in the first term:
+#
+# $$\log\frac{p(x_{0:T})}{q(x_{1:T}\mid x_0)}
+# = \log p_\theta(x_0\mid x_1) + \log\frac{p(x_T)}{q(x_T\mid x_0)} + \sum_{t=2}^{T}\log\frac{p_\theta(x_{t-1}\mid x_t)}{q(x_{t-1}\mid x_t, x_0)} .$$
+#
+# Both steps on five trajectories of the chain, with the toy's optimal denoiser as $p_\theta$ (code step $k$ takes
+# paper $x_k$ to $x_{k+1}$):
+
+# %%
+paths = forward.q_trajectory(schedule, torch.full((5, 1), 0.6, dtype=torch.float64),
+                             generator=torch.Generator().manual_seed(11))  # (T + 1, 5, 1)
+T = schedule.T
+code = torch.arange(T).repeat_interleave(5)  # (T * 5,), code k for each (k, path)
+x_from, x_to = paths[:-1].reshape(-1, 1), paths[1:].reshape(-1, 1)  # paper x_k and x_{k+1}, (T * 5, 1)
+x0_rep = paths[0].repeat(T, 1)  # (T * 5, 1)
+model = mixture.eps_model(schedule)  # the optimal denoiser, model(x_t, t) -> eps_pred
+
+
+def log_density(x, mean, var):  # (K * 5, 1) -> (K, 5)
+    return gaussian.gaussian_log_likelihood(x, mean, var.log()).reshape(-1, 5)
+
+
+log_q_step = log_density(x_to, *forward.q_step_mean_variance(schedule, x_from, code))  # log q(x_{k+1} | x_k)
+p = reverse.p_mean_variance(schedule, x_to, code, model(x_to, code))
+log_p_step = log_density(x_from, p.mean, p.log_variance.exp())  # log p_theta(x_k | x_{k+1})
+log_q_marginal = log_density(x_to, *forward.q_mean_variance(schedule, x0_rep, code))  # log q(x_{k+1} | x_0)
+later = code >= 1  # the posterior of code 0 has beta_tilde = 0
+log_q_post = log_density(x_from[later], *forward.q_posterior(schedule, x0_rep[later], x_to[later], code[later]))
+log_prior = gaussian.gaussian_log_likelihood(paths[-1], torch.zeros(()), torch.zeros(()))[:, 0]  # log N(x_T; 0, 1)
+
+bayes = log_q_post + log_q_marginal[1:] - log_q_marginal[:-1]  # rows k = 1..T-1
+print(f"Bayes' rule for every factor k >= 1:     {agree(log_q_step[1:] - bayes, digits=9)}")
+first_form = log_prior + log_p_step.sum(0) - log_q_step.sum(0)
+second_form = log_p_step[0] + log_prior - log_q_marginal[-1] + (log_p_step[1:] - log_q_post).sum(0)
+print(f"the log-ratio before and after the pairing: {agree(first_form - second_form, digits=9)}")
+print("log-ratio per path:", " ".join(f"{v:.3f}" for v in first_form.tolist()))
+
+# %% [markdown]
+# Taking the expectation over $q(x_{1:T}\mid x_0)$ and splitting it as in section 3 (erratum 4) turns each log-ratio
+# into a $-D_\mathrm{KL}$ (Luo eq. 58; Ho et al. 2020 eq. 5 with the sign flipped):
 #
 # $$\text{ELBO} = \underbrace{\mathbb E_{q(x_1\mid x_0)}\big[\log p_\theta(x_0\mid x_1)\big]}_{\text{reconstruction}}
 # - \underbrace{D_\mathrm{KL}(q(x_T\mid x_0)\,\|\,p(x_T))}_{\text{prior matching}}
@@ -207,13 +256,45 @@ plt.show()
 
 # %% [markdown]
 # The posterior is narrower than the prior $q(x_{t-1}\mid x_0)$ and pulled toward the observed $x_t$.
-# Completing the square in Bayes' rule gives (Ho et al. eqs. 6–7; Luo section *Variational Diffusion Models*)
+#
+# **Completing the square** (Luo eqs. 71–84). In Bayes' rule the evidence $q(x_t\mid x_0)$ does not depend on
+# $x_{t-1}$, so up to terms free of $x_{t-1}$ (per dimension; $\bar\alpha_{t-1}$, $\beta_t$ paper-indexed):
+#
+# $$\log q(x_{t-1}\mid x_t, x_0) = -\frac12\left[\frac{(x_t - \sqrt{\alpha_t}\,x_{t-1})^2}{\beta_t}
+# + \frac{(x_{t-1} - \sqrt{\bar\alpha_{t-1}}\,x_0)^2}{1-\bar\alpha_{t-1}}\right] + C
+# = -\frac12\Big[A\,x_{t-1}^2 - 2B\,x_{t-1}\Big] + C'
+# = -\frac{(x_{t-1} - B/A)^2}{2/A} + C'' ,$$
+#
+# $$A = \frac{\alpha_t}{\beta_t} + \frac{1}{1-\bar\alpha_{t-1}} = \frac{\alpha_t(1-\bar\alpha_{t-1}) + \beta_t}{\beta_t(1-\bar\alpha_{t-1})}
+# = \frac{1-\bar\alpha_t}{\beta_t(1-\bar\alpha_{t-1})},
+# \qquad B = \frac{\sqrt{\alpha_t}}{\beta_t}\,x_t + \frac{\sqrt{\bar\alpha_{t-1}}}{1-\bar\alpha_{t-1}}\,x_0 ,$$
+#
+# using $\alpha_t(1-\bar\alpha_{t-1}) + \beta_t = \alpha_t - \bar\alpha_t + 1 - \alpha_t = 1-\bar\alpha_t$. A Gaussian, then, with
+# variance $1/A$ and mean $B/A$. Each step on the example above (code $t = 20$):
+
+# %%
+k = t  # the code step of the example above (paper t = k + 1)
+alpha, beta = schedule.alpha[k], schedule.beta[k]
+alpha_bar, alpha_bar_prev = schedule.alpha_bar[k], schedule.alpha_bar_prev[k]
+A = alpha / beta + 1 / (1 - alpha_bar_prev)
+B = alpha.sqrt() / beta * x_t + alpha_bar_prev.sqrt() / (1 - alpha_bar_prev) * x0_point
+quadratic = -0.5 * (A * grid**2 - 2 * B * grid)  # (N, 1): log q up to a constant, as a quadratic in x_{t-1}
+square = -0.5 * A * (grid - B / A) ** 2  # the completed square
+print(f"the bracket, expanded in x_{{t-1}} (up to a constant):  {agree((log_bayes - quadratic).std(), digits=10)}")
+print(f"the completed square (up to a constant):               {agree((quadratic - square).std(), digits=10)}")
+print(f"alpha_t (1 - alpha_bar_t-1) + beta_t = 1 - alpha_bar_t:  {agree(alpha * (1 - alpha_bar_prev) + beta - (1 - alpha_bar))}")
+print(f"1 / A = beta_tilde:                                    {agree(1 / A - beta_tilde)}")
+
+# %% [markdown]
+# Multiplying $B$ by $1/A = \tilde\beta_t$ gives the mean
+# (Ho et al. eqs. 6–7; Luo section *Variational Diffusion Models*)
 #
 # $$q(x_{t-1}\mid x_t, x_0) = \mathcal N\big(x_{t-1};\ \tilde\mu_t(x_t, x_0),\ \tilde\beta_t I\big),\qquad
 # \tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\,x_0 + \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t,\qquad
 # \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t .$$
 
 # %%
+print(f"B / A = mu_tilde:                          {agree(B / A - mu_tilde)}")
 print(f"log Bayes and log closed form on the grid: {agree(log_bayes - log_closed, digits=10)}")
 print(f"mu_tilde = {mu_tilde.item():.5f}, beta_tilde = {beta_tilde.item():.3e}")
 show_code(forward.q_posterior)
@@ -275,6 +356,59 @@ x0_form = losses.weighted_x0_mse_coefficient(schedule)[300] * (x0_batch - p.x0_p
 eps_form = losses.weighted_eps_mse_coefficient(schedule)[300] * (eps - eps_pred) ** 2
 for row in torch.cat([kl, x0_form, eps_form], dim=1):
     print("KL {:.6f}   x0-MSE form {:.6f}   eps-MSE form {:.6f}".format(*row.tolist()))
+
+# %% [markdown]
+# **The two steps, written out.** *The KL of two Gaussians with one variance.* Per dimension, the normalisers
+# cancel, and with $x - \mu_p = (x-\mu_q) + (\mu_q-\mu_p)$,
+#
+# $$D_\mathrm{KL}\big(\mathcal N(\mu_q,\sigma^2)\,\|\,\mathcal N(\mu_p,\sigma^2)\big)
+# = \mathbb E_q\!\left[\frac{(x-\mu_p)^2 - (x-\mu_q)^2}{2\sigma^2}\right]
+# = \mathbb E_q\!\left[\frac{2(x-\mu_q)(\mu_q-\mu_p) + (\mu_q-\mu_p)^2}{2\sigma^2}\right]
+# = \frac{(\mu_q-\mu_p)^2}{2\sigma^2},$$
+#
+# since $\mathbb E_q[x-\mu_q] = 0$. The expectations are of polynomials in $x$, so Gauss–Hermite quadrature with
+# 5 nodes computes them exactly; against the closed form and `gaussian.normal_kl`, on the five samples above:
+
+# %%
+nodes, node_weights = (torch.from_numpy(a) for a in hermegauss(5))  # E_N(0,1)[f] = sum w f(z) / sqrt(2 pi)
+sigma_sq = beta_tilde  # (5, 1): both Gaussians have it
+x = mu_tilde + sigma_sq.sqrt() * nodes  # (5, 5): the nodes for each sample
+
+
+def expect(f):  # (5, 5) values at the nodes -> (5, 1) expectations under q
+    return (node_weights * f).sum(dim=1, keepdim=True) / (2 * torch.pi) ** 0.5
+
+
+kl_by_quadrature = expect(((x - p.mean) ** 2 - (x - mu_tilde) ** 2) / (2 * sigma_sq))
+print(f"E_q[x - mu_q] = 0:                 {agree(expect(x - mu_tilde))}")
+print(f"quadrature and (mu_q - mu_p)^2 / 2 sigma^2: {agree(kl_by_quadrature - (mu_tilde - p.mean) ** 2 / (2 * sigma_sq))}")
+print(f"quadrature and gaussian.normal_kl:  {agree(kl_by_quadrature - kl)}")
+
+# %% [markdown]
+# *From $x_0$ to $\epsilon$* (Ho et al. eq. 11). Put $x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon)/\sqrt{\bar\alpha_t}$ into $\tilde\mu_t$ and
+# use $\sqrt{\bar\alpha_{t-1}}/\sqrt{\bar\alpha_t} = 1/\sqrt{\alpha_t}$ and, from section 5, $\beta_t + \alpha_t(1-\bar\alpha_{t-1}) = 1-\bar\alpha_t$:
+#
+# $$\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\,\frac{x_t - \sqrt{1-\bar\alpha_t}\,\epsilon}{\sqrt{\bar\alpha_t}}
+# + \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t
+# = \frac{\beta_t + \alpha_t(1-\bar\alpha_{t-1})}{\sqrt{\alpha_t}\,(1-\bar\alpha_t)}\,x_t - \frac{\beta_t}{\sqrt{\alpha_t}\sqrt{1-\bar\alpha_t}}\,\epsilon
+# = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\epsilon\Big).$$
+#
+# The model's mean has the same form with $\hat\epsilon_\theta$, so $\tilde\mu_t - \mu_\theta = -\frac{\beta_t}{\sqrt{\alpha_t}\sqrt{1-\bar\alpha_t}}(\epsilon - \hat\epsilon_\theta)$,
+# and squaring over $2\sigma_t^2$ gives the weight $\beta_t^2/(2\sigma_t^2\alpha_t(1-\bar\alpha_t))$. Checked on the same samples
+# (code $t = 300$):
+
+# %%
+alpha, beta, alpha_bar = schedule.alpha[300], schedule.beta[300], schedule.alpha_bar[300]
+
+
+def noise_form(e):  # Ho et al. eq. 11, the right-hand side above
+    return (x_t - beta / (1 - alpha_bar).sqrt() * e) / alpha.sqrt()
+
+
+print(f"mu_tilde(x_t, x_0) and eq. 11 with the true eps:  {agree(mu_tilde - noise_form(eps))}")
+print(f"model mean and eq. 11 with eps_pred:               {agree(p.mean - noise_form(eps_pred))}")
+print(f"mean difference and -beta (eps - eps_pred) / (sqrt(alpha) sqrt(1 - alpha_bar)): "
+      f"{agree(mu_tilde - p.mean + beta / (alpha * (1 - alpha_bar)).sqrt() * (eps - eps_pred))}")
 
 # %% [markdown] tags=["exercise"]
 # **Exercise 1.2 · The KL of two Gaussians with one variance.** Write `my_gaussian_kl(mu_q, mu_p, var)`: $D_\mathrm{KL}\big(\mathcal N(\mu_q, \sigma^2)\,\|\,\mathcal N(\mu_p, \sigma^2)\big)$
