@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 2 · The forward process: noising an MNIST digit
 #
-# **Runtime:** about 25 s on 2 CPU cores (measured with `jupyter nbconvert --execute`; most of it is
+# **Runtime:** about 10 s on 2 CPU cores (measured with `jupyter nbconvert --execute`; most of it is
 # importing torch and loading MNIST; several times longer when other programs compete for the cores).
 #
 # A diffusion model destroys data step by step with a *fixed* Gaussian noising process $q$ and
@@ -41,7 +41,7 @@ import torch
 
 from course_ddpm import bound, exercises, forward, plot_curves, plot_images, widgets
 from course_ddpm.data import load_mnist
-from course_ddpm.notebook import setup, show_code
+from course_ddpm.notebook import agree, setup, show_code
 from course_ddpm.schedules import broadcast, cosine_schedule, first_step_below, linear_schedule
 
 setup(seed=0)  # torch threads and seed (course_ddpm.notebook.setup)
@@ -116,12 +116,32 @@ plt.show()
 # ## The formula behind the picture
 #
 # One forward step is $q(x_t\mid x_{t-1}) = \mathcal N\big(\sqrt{\alpha_t}\,x_{t-1},\ \beta_t I\big)$
-# with $\alpha_t = 1-\beta_t$. Chaining $t$ Gaussian steps gives a Gaussian again (Ho et al. 2020, eq. 4):
+# with $\alpha_t = 1-\beta_t$, i.e. $x_t = \sqrt{\alpha_t}\,x_{t-1} + \sqrt{\beta_t}\,\epsilon_t$ with a fresh $\epsilon_t\sim\mathcal N(0, I)$.
+# Chaining $t$ Gaussian steps gives a Gaussian again (Ho et al. 2020, eq. 4):
 #
 # $$q(x_t\mid x_0) = \mathcal N\big(\sqrt{\bar\alpha_t}\,x_0,\ (1-\bar\alpha_t)\,I\big),
-# \qquad \bar\alpha_t = \prod_{s=1}^{t}\alpha_s ,$$
+# \qquad \bar\alpha_t = \prod_{s=1}^{t}\alpha_s .$$
 #
-# so we can jump to any $t$ in one draw: $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$,
+# *Proof by induction.* For $t = 1$ it is the step itself ($\bar\alpha_1 = \alpha_1$). If
+# $x_{t-1} = \sqrt{\bar\alpha_{t-1}}\,x_0 + \sqrt{1-\bar\alpha_{t-1}}\,\bar\epsilon$ with $\bar\epsilon\sim\mathcal N(0, I)$ independent of $\epsilon_t$, then
+#
+# $$x_t = \sqrt{\alpha_t}\sqrt{\bar\alpha_{t-1}}\,x_0 + \underbrace{\sqrt{\alpha_t(1-\bar\alpha_{t-1})}\,\bar\epsilon + \sqrt{\beta_t}\,\epsilon_t}_{\text{sum of independent Gaussians}} ,$$
+#
+# and a sum of independent zero-mean Gaussians is a zero-mean Gaussian whose variance is the sum of the variances:
+#
+# $$\sqrt{\alpha_t}\sqrt{\bar\alpha_{t-1}} = \sqrt{\bar\alpha_t},\qquad
+# \alpha_t(1-\bar\alpha_{t-1}) + \beta_t = \alpha_t - \bar\alpha_t + 1 - \alpha_t = 1-\bar\alpha_t .$$
+#
+# The two identities at every step of the four schedules (`alpha_bar_prev` is $\bar\alpha_{t-1}$, 1 at code $t = 0$):
+
+# %%
+for name, s in schedules.items():
+    mean_step = s.alpha.sqrt() * s.alpha_bar_prev.sqrt() - s.alpha_bar.sqrt()
+    variance_step = s.alpha * (1 - s.alpha_bar_prev) + s.beta - (1 - s.alpha_bar)
+    print(f"{name:22s} mean coefficient: {agree(mean_step)};  variance: {agree(variance_step)}")
+
+# %% [markdown]
+# So we can jump to any $t$ in one draw: $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$,
 # $\epsilon\sim\mathcal N(0, I)$.
 
 # %% [markdown] tags=["exercise"]
