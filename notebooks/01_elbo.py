@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 1 · The ELBO of a variational diffusion model
 #
-# **Runtime:** about 25 s on 2 CPU cores (measured with `jupyter nbconvert --execute`; several times
+# **Runtime:** about 20 s on 2 CPU cores (measured with `jupyter nbconvert --execute`; several times
 # longer when other programs compete for the cores).
 #
 # We derive the training objective of a diffusion model the way Luo (2022, *Understanding Diffusion
@@ -460,11 +460,14 @@ weights = losses.weighted_eps_mse_coefficient(schedule)  # (T,), code t
 steps = torch.arange(schedule.T, dtype=torch.float64)
 plot_curves.density_curves(steps, {"ELBO weight of ||eps - eps_pred||^2": weights, "--L_simple: 1": torch.ones_like(weights)},
                         xlabel="t (code index)", yscale="log", title="per-step weights, linear T=1000")
-plt.annotate("t = 0: clipped beta_tilde", (0, weights[0].item()), xytext=(30, 0.3), arrowprops={"arrowstyle": "->"})
+first_below = (weights < 0.1).nonzero()[0].item()  # first code t with weight below 0.1
+plt.annotate(f"near 1 only at t = 0 ({weights[0]:.2f}, clipped beta_tilde) and t = 1 ({weights[1]:.2f});\n"
+             f"below 0.1 from t = {first_below}", (0, weights[0].item()), xytext=(60, 0.15),
+             arrowprops={"arrowstyle": "->"}, fontsize=8)
 plt.show()
 print(f"weight at t=0 (clipped beta_tilde): {weights[0]:.3f}, t=1: {weights[1]:.3f}, t=2: {weights[2]:.3f}, "
       f"t=10: {weights[10]:.3f}, t=500: {weights[500]:.4f}, t=999: {weights[999]:.4f}")
-print(f"first code t with weight below 0.1: {(weights < 0.1).nonzero()[0].item()}")
+print(f"first code t with weight below 0.1: {first_below}")
 show_code(losses.l_simple)
 
 # %% [markdown]
