@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 2 · The forward process: noising an MNIST digit
 #
-# **Runtime:** about 15 s on 2 CPU cores (measured with `jupyter nbconvert --execute`; most of it is
+# **Runtime:** about 10 s on 2 CPU cores (measured with `jupyter nbconvert --execute`; most of it is
 # importing torch and loading MNIST; several times longer when other programs compete for the cores).
 #
 # A diffusion model destroys data step by step with a *fixed* Gaussian noising process $q$ and
@@ -41,7 +41,7 @@ import torch
 
 from course_ddpm import bound, exercises, forward, plot_curves, plot_images, widgets
 from course_ddpm.data import load_mnist
-from course_ddpm.notebook import setup, show_code
+from course_ddpm.notebook import agree, setup, show_code
 from course_ddpm.schedules import broadcast, cosine_schedule, first_step_below, linear_schedule
 
 setup(seed=0)  # torch threads and seed (course_ddpm.notebook.setup)
@@ -116,12 +116,32 @@ plt.show()
 # ## The formula behind the picture
 #
 # One forward step is $q(x_t\mid x_{t-1}) = \mathcal N\big(\sqrt{\alpha_t}\,x_{t-1},\ \beta_t I\big)$
-# with $\alpha_t = 1-\beta_t$. Chaining $t$ Gaussian steps gives a Gaussian again (Ho et al. 2020, eq. 4):
+# with $\alpha_t = 1-\beta_t$, i.e. $x_t = \sqrt{\alpha_t}\,x_{t-1} + \sqrt{\beta_t}\,\epsilon_t$ with a fresh $\epsilon_t\sim\mathcal N(0, I)$.
+# Chaining $t$ Gaussian steps gives a Gaussian again (Ho et al. 2020, eq. 4):
 #
 # $$q(x_t\mid x_0) = \mathcal N\big(\sqrt{\bar\alpha_t}\,x_0,\ (1-\bar\alpha_t)\,I\big),
-# \qquad \bar\alpha_t = \prod_{s=1}^{t}\alpha_s ,$$
+# \qquad \bar\alpha_t = \prod_{s=1}^{t}\alpha_s .$$
 #
-# so we can jump to any $t$ in one draw: $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$,
+# *Proof by induction.* For $t = 1$ it is the step itself ($\bar\alpha_1 = \alpha_1$). If
+# $x_{t-1} = \sqrt{\bar\alpha_{t-1}}\,x_0 + \sqrt{1-\bar\alpha_{t-1}}\,\bar\epsilon$ with $\bar\epsilon\sim\mathcal N(0, I)$ independent of $\epsilon_t$, then
+#
+# $$x_t = \sqrt{\alpha_t}\sqrt{\bar\alpha_{t-1}}\,x_0 + \underbrace{\sqrt{\alpha_t(1-\bar\alpha_{t-1})}\,\bar\epsilon + \sqrt{\beta_t}\,\epsilon_t}_{\text{sum of independent Gaussians}} ,$$
+#
+# and a sum of independent zero-mean Gaussians is a zero-mean Gaussian whose variance is the sum of the variances:
+#
+# $$\sqrt{\alpha_t}\sqrt{\bar\alpha_{t-1}} = \sqrt{\bar\alpha_t},\qquad
+# \alpha_t(1-\bar\alpha_{t-1}) + \beta_t = \alpha_t - \bar\alpha_t + 1 - \alpha_t = 1-\bar\alpha_t .$$
+#
+# The two identities at every step of the four schedules (`alpha_bar_prev` is $\bar\alpha_{t-1}$, 1 at code $t = 0$):
+
+# %%
+for name, s in schedules.items():
+    mean_step = s.alpha.sqrt() * s.alpha_bar_prev.sqrt() - s.alpha_bar.sqrt()
+    variance_step = s.alpha * (1 - s.alpha_bar_prev) + s.beta - (1 - s.alpha_bar)
+    print(f"{name:22s} mean coefficient: {agree(mean_step)};  variance: {agree(variance_step)}")
+
+# %% [markdown]
+# So we can jump to any $t$ in one draw: $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$,
 # $\epsilon\sim\mathcal N(0, I)$.
 
 # %% [markdown] tags=["exercise"]
@@ -167,13 +187,24 @@ for t in (0, 50, 150, 299):
 # $\sqrt{\bar\alpha_t}$ is the weight of the data in $x_t$, and
 # $\mathrm{SNR}(t) = \bar\alpha_t / (1-\bar\alpha_t)$ compares the signal's variance with the noise's.
 # The x-axis is $t/T$, so that chains of different length share it; SNR is on a log scale.
-# The rescaled T=300 curve (green) lies exactly on the linear T=1000 one (blue, hidden under it):
-# rescaling makes 300 steps do what 1000 did. The cosine schedule keeps more signal in the first
+# The rescaled T=300 curve (green) lies almost on the linear T=1000 one (blue, nearly hidden under it):
+# rescaling makes 300 steps do roughly what 1000 did. The cosine schedule keeps more signal in the first
 # half; the lecture's short linear chain (orange) never gets its SNR below 0.05.
 
 # %%
 plot_curves.schedule_curves(schedules, ("alpha_bar", "snr"))
 plt.show()
+
+# %% [markdown]
+# "Almost", not "exactly": $\log\bar\alpha_t = \sum_{s\le t}\log(1-\beta_s) = -\sum_{s\le t}\beta_s - \tfrac12\sum_{s\le t}\beta_s^2 - \dots$
+# Rescaling by $1000/T$ keeps $\sum_s\beta_s$ over the chain, so the two schedules agree to first order in $\beta$;
+# the second-order term is $1000/300$ times larger for the bigger steps, and $\bar\alpha_T$ ends up smaller:
+
+# %%
+for name in ("linear T=1000", "linear T=300 rescaled"):
+    s = schedules[name]
+    print(f"{name:22s} sum beta {s.beta.sum():.3f}   sum beta^2 / 2 {0.5 * (s.beta**2).sum():.3f}   "
+          f"log alpha_bar_T {s.alpha_bar[-1].log():.3f}   alpha_bar_T {s.alpha_bar[-1]:.1e}")
 
 # %% [markdown] tags=["exercise"]
 # **Exercise 2.3 · The signal-to-noise ratio.** Write `my_snr(schedule, t)`: $\mathrm{SNR}(t) = \bar\alpha_t / (1-\bar\alpha_t)$ for a `(B,)` tensor of code indices. The rest of the notebook uses the package's version, so you can skip an exercise and run on.
@@ -326,7 +357,7 @@ plt.show()
 # **The fix.** Keep $\bar\alpha_T \approx 0$ when you shorten the chain:
 #
 # * *rescale* the linear betas by $1000/T$ (`linear_schedule(300, rescale=True)`, betas
-#   $3.3\cdot10^{-4}\to 0.067$), so that 300 bigger steps destroy as much as 1000 small ones; or
+#   $3.3\cdot10^{-4}\to 0.067$), so that 300 bigger steps destroy about as much as 1000 small ones (the same $\sum\beta_s$; equal to first order in $\beta$); or
 # * use the *cosine* schedule, which is defined through $\bar\alpha_t$ and ends near 0 for any $T$.
 #
 # The package warns whenever $\bar\alpha_T > 10^{-3}$:
