@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import functools
 import json
 import sys
 import time
@@ -191,16 +192,23 @@ def measure(samples: torch.Tensor) -> dict:
 FEATURE_SPACES = {"a": "classifier", "b": "classifier_b"}
 
 
+@functools.lru_cache(maxsize=None)
+def _classifier(name: str) -> nn.Module:
+    """A shipped classifier, loaded (and its hashes checked) once per process."""
+    from course_ddpm.pretrained import load_pretrained
+
+    return load_pretrained(name)[0]
+
+
 def measure_features(samples: torch.Tensor, real: torch.Tensor) -> dict:
     """In each feature space: FID against the 10,000 test images, KID (mean, std) and improved
     precision/recall (k = 3) against ``real``, a random subset of the test images of the samples' size."""
     from course_ddpm.feature_metrics import kernel_distance, precision_recall
     from course_ddpm.fid import classifier_outputs, frechet_distance, mnist_test_outputs
-    from course_ddpm.pretrained import load_pretrained
 
     out = {}
     for key, name in FEATURE_SPACES.items():
-        classifier, _ = load_pretrained(name)
+        classifier = _classifier(name)  # one object per space: mnist_test_outputs caches per object
         features = classifier_outputs(samples, classifier)[0]  # (N, d)
         real_features = classifier_outputs(real, classifier)[0]  # (N, d)
         kid, kid_std = kernel_distance(features, real_features)
