@@ -20,11 +20,11 @@
 # longer when other programs compete for the cores).
 #
 # MNIST takes CPU-hours to train. Here the data are points in the plane, the network is a small MLP,
-# and a model trains to good samples in seconds, with the package's own training step
-# (Ho et al. 2020, Algorithm 1) and sampler (Algorithm 2). That makes it the place to try things:
+# and a model trains to good samples in seconds. That makes it the place to write the training step
+# (Ho et al. 2020, Algorithm 1) and the sampler (Algorithm 2) yourself, see them work at once, and try things:
 #
 # 1. the data: eight Gaussians on a ring, with a known density;
-# 2. the training step and the sampler, each in one marked cell;
+# 2. the training step and the sampler, written by you (two exercises with checks);
 # 3. a run, its samples over the true density, and a number that says how close they are;
 # 4. a gallery of the classic failures "the loss converged but the samples are noise": each one
 #    cell, one picture, one number.
@@ -39,7 +39,8 @@ import warnings
 import matplotlib.pyplot as plt
 import torch
 
-from course_ddpm import failure_modes, playground, results
+from course_ddpm import exercises, failure_modes, playground, results, training_step
+from course_ddpm.ddpm import ddpm_step
 from course_ddpm.sliced_wasserstein import sliced_wasserstein
 from course_ddpm.notebook import agree, setup, show_code
 from course_ddpm.plot_points import points_over_density
@@ -74,29 +75,100 @@ plt.show()
 show_code(playground.score)
 
 # %% [markdown]
-# ## 2. The training step and the sampler
+# ## 2. The training step and the sampler: yours
 #
-# ✎ **The training step** (Algorithm 1): draw $x_0$, $t \sim \mathcal U\{0..T-1\}$ and
-# $\epsilon \sim \mathcal N(0, I)$ (the `batch`), form $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$,
-# take a gradient step on $\|\epsilon - \epsilon_\theta(x_t, t)\|^2$ and update the EMA of the
-# weights. This cell calls the package's step; the run in section 3 uses whatever it returns.
+# Here you write the two functions that make a diffusion model, whole, and section 3 trains and
+# samples with them as soon as their checks pass (until then it uses the package's, and says so).
+#
+# The `state` holds `state.model` ($\epsilon_\theta$, an MLP called as `model(x_t, t)` on points
+# `(B, 2)` and code indices `(B,)`), its EMA copy `state.ema_model`, the AdamW `state.optimizer` and
+# the number of steps taken, `state.step`. The `batch` was drawn as the trainer draws it
+# (`training_step.draw_batch`): `batch.x0` `(B, 2)`, `batch.t` `(B,)` with $t \sim \mathcal U\{0..T-1\}$
+# and `batch.eps` $\sim \mathcal N(0, I)$ like `x0`. Everything is float64.
 
-# %%
-def training_step_2d(state, batch, schedule, config):
-    """One step of Algorithm 1 on a batch (x0, t, eps); returns the loss."""
-    return train_step(state, batch, schedule, config)
+# %% [markdown] tags=["exercise"]
+# **Exercise 7.1 · One training step** (Ho et al. 2020, Algorithm 1). The learning rate of this step is
+# set for you. Then:
+#
+# 1. form $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$ (`schedule.alpha_bar`, indexed by `batch.t`);
+# 2. the loss $L_\text{simple}$, the mean of $(\epsilon - \epsilon_\theta(x_t, t))^2$ over all entries;
+# 3. clear the old gradients (`zero_grad` of the optimizer), backpropagate, clip the gradient's norm to
+#    `config.grad_clip` (`torch.nn.utils.clip_grad_norm_`), and let the optimizer take its step;
+# 4. update the EMA of the *new* weights: `training_step.ema_update(ema_model, model, decay)` with the
+#    warmed-up decay `training_step.ema_decay_at(config.ema_decay, state.step)`;
+# 5. count the step in `state.step` and return the loss as a Python float (`.item()`).
 
+# %% tags=["exercise"]
+def my_training_step_2d(state, batch, schedule, config):
+    """One step of Algorithm 1 on batch (x0, t, eps): L_simple, clipping, AdamW, EMA; returns the loss."""
+    model, optimizer = state.model, state.optimizer
+    for group in optimizer.param_groups:  # the warmed-up learning rate of this step
+        group["lr"] = training_step.lr_at(config, state.step)
+    ### BEGIN SOLUTION
+    alpha_bar = schedule.alpha_bar[batch.t][:, None]  # (B, 1)
+    x_t = alpha_bar.sqrt() * batch.x0 + (1 - alpha_bar).sqrt() * batch.eps  # (B, 2)
+    loss = ((batch.eps - model(x_t, batch.t)) ** 2).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    training_step.ema_update(state.ema_model, model, training_step.ema_decay_at(config.ema_decay, state.step))
+    state.step += 1
+    return loss.item()
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_training_step_2d(my_training_step_2d)
 
 # %% [markdown]
-# ✎ **The sampler** (Algorithm 2): start from $x_T \sim \mathcal N(0, I)$ and take all $T$ steps
-# $x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\epsilon_\theta(x_t, t)\big) + \sigma_t z$,
-# with $z = 0$ at the last step. The package's loop, without clipping $x_0$ to $[-1, 1]$ (these are
-# points, not images):
+# The package's step does the same, and guards against a diverged loss (it is what MNIST trains with):
 
 # %%
-def sampler_2d(model, schedule, n, seed=0):
-    """n samples (n, 2) of DDPM ancestral sampling, all T steps."""
-    return playground.draw(model, schedule, n, seed=seed, sampler="ddpm")
+show_code(train_step)
+
+# %% [markdown] tags=["exercise"]
+# **Exercise 7.2 · The sampler** (Ho et al. 2020, Algorithm 2). Draw $x_T \sim \mathcal N(0, I)$ of shape
+# `(n, 2)` from the generator `g`, then for code $t = T-1, \dots, 0$:
+#
+# $$x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\epsilon_\theta(x_t, t)\Big) + \sigma_t z,
+# \qquad \sigma_t^2 = \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t,$$
+#
+# with $z \sim \mathcal N(0, I)$ drawn from `g` (again `(n, 2)`, float64) at every step but the last, and
+# $z = 0$ there. The model takes the code indices as a tensor: `model(x, torch.full((n,), t))`.
+# `schedule` has `beta`, `alpha`, `alpha_bar` and `beta_tilde`. Draw the random numbers in this order
+# and with these shapes, and your samples equal the package's to round-off, so the check can compare them.
+
+# %% tags=["exercise"]
+@torch.no_grad()  # sampling needs no gradients
+def my_sampler_2d(model, schedule, n, seed=0):
+    """n samples (n, 2) of DDPM ancestral sampling, all T steps, sigma_t^2 = beta_tilde_t."""
+    g = torch.Generator().manual_seed(seed)
+    ### BEGIN SOLUTION
+    x = torch.randn(n, 2, generator=g, dtype=torch.float64)  # x_T ~ N(0, I)
+    for t in range(schedule.T - 1, -1, -1):
+        eps = model(x, torch.full((n,), t))  # (n, 2)
+        mean = (x - schedule.beta[t] / (1 - schedule.alpha_bar[t]).sqrt() * eps) / schedule.alpha[t].sqrt()
+        z = torch.randn(n, 2, generator=g, dtype=torch.float64) if t > 0 else torch.zeros_like(x)
+        x = mean + schedule.beta_tilde[t].sqrt() * z
+    return x
+    ### END SOLUTION
+
+# %% tags=["exercise"]
+exercises.check_sampler_2d(my_sampler_2d)
+
+# %% [markdown]
+# The package's loop (`sampling.sample`, here without clipping $x_0$ to $[-1, 1]$: these are points,
+# not images) takes each step with `ddpm.ddpm_step`, which computes the same mean through $\hat x_0$:
+
+# %%
+show_code(ddpm_step)
+
+# %% [markdown]
+# Section 3 and the gallery train and sample with your two functions once they pass their checks:
+
+# %%
+training_step_2d = exercises.yours_if_correct(my_training_step_2d, exercises.check_training_step_2d)
+sampler_2d = exercises.yours_if_correct(my_sampler_2d, exercises.check_sampler_2d)
 
 
 # %% [markdown]
