@@ -92,6 +92,34 @@ def image_grid(
     return fig
 
 
+def image_rows(rows: Mapping[str, torch.Tensor], size: float = 0.8, suptitle: str | None = None) -> Figure:
+    """Rows of images, each with its label on the left (e.g. samples of a run at several steps).
+
+    Args:
+        rows: label -> ``(K, C, H, W)`` images in [-1, 1], the same K in every row.
+        size: inches per image.
+    Returns:
+        a Figure with one axes per image, ``len(rows)`` by K.
+    """
+    if not rows:
+        raise ValueError("rows is empty")
+    for label, x in rows.items():
+        _check_batch(f"rows[{label!r}]", x)
+    counts = {x.shape[0] for x in rows.values()}
+    if len(counts) != 1:
+        raise ValueError(f"every row must hold the same number of images, got {sorted(counts)}")
+    K = counts.pop()
+    fig, axes = plt.subplots(len(rows), K, figsize=(size * K + 1.2, size * len(rows) + (0.3 if suptitle else 0.0)),
+                             squeeze=False, layout="constrained")  # fmt: skip
+    for r, (label, x) in enumerate(rows.items()):
+        for k in range(K):
+            _show(axes[r, k], x[k])
+        axes[r, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return fig
+
+
 def strip_times(T: int, fractions: Sequence[float]) -> list[int]:
     """Code time indices at given fractions of the chain: t = round(f * (T - 1)), f in [0, 1]."""
     if any(not 0.0 <= f <= 1.0 for f in fractions):

@@ -413,14 +413,47 @@ def test_learning_curve_orders_snapshots_by_step_and_measures_each(tmp_path, mni
 
 
 def test_learning_curve_merges_parts_into_the_committed_layout():
+    """The committed curve is the merge of the parts its meta lists: each part's rows are the files of its argv."""
     curve = _load_script("learning_curve")
     committed = load_result("learning_curve")
-    parts = [{"meta": committed["meta"]["parts"][0], "rows": committed["rows"][:4]},
-             {"meta": committed["meta"]["parts"][1], "rows": committed["rows"][4:]}]  # fmt: skip
+    parts = []
+    for meta in committed["meta"]["parts"]:
+        files = {Path(arg).name for arg in meta["argv"] if arg.endswith(".safetensors")}
+        parts.append({"meta": meta, "rows": [row for row in committed["rows"] if row["file"] in files]})
+        assert meta["environment"]["cpu"] and meta["total_wall_s"] > 0 and meta["threads"] >= 1  # machine, wall time
+    assert sum(len(part["rows"]) for part in parts) == len(committed["rows"]) >= 2
     assert curve.merge_parts(parts[::-1])["rows"] == committed["rows"], "rows come out ordered by step"
     assert curve.merge_parts(parts) == committed, "the committed file has exactly the merged layout"
     with pytest.raises(ValueError, match="same step"):
         curve.merge_parts([parts[0], parts[0]])
+
+
+def test_compare_logs_averages_the_finer_log_to_the_reference_steps():
+    curve = _load_script("learning_curve")
+    fine = [{"step": s, "loss": 1.0 / s} for s in range(50, 451, 50)]  # every 50 steps, up to 450
+    reference = [{"step": s, "loss": (1.0 / (s - 50) + 1.0 / s) / 2} for s in range(100, 1001, 100)]
+    check = curve.compare_logs(fine, reference)
+    assert check["entries_compared"] == 4 and check["through_step"] == 400 and check["max_rel_diff"] < 1e-15
+    reference[1]["loss"] *= 1.01  # another run
+    assert curve.compare_logs(fine, reference)["max_rel_diff"] == pytest.approx(0.01 / 1.01)
+    with pytest.raises(ValueError, match="tile"):
+        curve.compare_logs([{"step": 60, "loss": 1.0}, {"step": 100, "loss": 1.0}], reference)
+    with pytest.raises(ValueError, match="share no interval"):
+        curve.compare_logs([{"step": 50, "loss": 1.0}], reference)
+
+
+def test_committed_learning_curve_is_the_shipped_run():
+    """Its rerun's loss log repeated the shipped log; the last row is the shipped weights themselves."""
+    committed = load_result("learning_curve")
+    checks = [part["log_check"] for part in committed["meta"]["parts"] if part.get("log_check")]
+    assert checks and all(c["max_rel_diff"] < 1e-12 for c in checks)
+    rerun_steps = [row["step"] for row in committed["rows"][:-1]]
+    assert max(c["through_step"] for c in checks) >= max(rerun_steps)  # every snapshot is within the checked log
+    last = committed["rows"][-1]
+    from course_ddpm.pretrained import weights_dir
+
+    card = json.loads((weights_dir() / "ddpm_unet.json").read_text())
+    assert last["step"] == card["step"] and last["model_tensors_sha256"] == card["evaluation"]["model_tensors_sha256"]
 
 
 # ------------------------------------------------------------------------ guidance sweep

@@ -116,3 +116,15 @@ def test_trajectory_animation_frames_show_each_step():
     assert anim.to_jshtml().count("data:image/png") == K  # one embedded frame per step
     with pytest.raises(ValueError, match="t has 2 entries"):
         plot_images.trajectory_animation(x_t, None, t=[1, 0])
+
+
+def test_image_rows_one_row_per_label_with_the_label_on_the_left():
+    rows = {"step 500": -torch.ones(3, 1, 4, 4), "step 1,000": torch.ones(3, 1, 4, 4)}  # black, white
+    fig = plot_images.image_rows(rows, suptitle="x")
+    assert isinstance(fig, Figure) and len(fig.axes) == 6
+    assert [fig.axes[0].get_ylabel(), fig.axes[3].get_ylabel()] == ["step 500", "step 1,000"]
+    assert fig.axes[3].images[0].get_array().max() == 1.0 and fig.axes[0].images[0].get_array().max() == 0.0
+    with pytest.raises(ValueError, match="same number"):
+        plot_images.image_rows({"a": torch.zeros(2, 1, 4, 4), "b": torch.zeros(3, 1, 4, 4)})
+    with pytest.raises(ValueError, match="empty"):
+        plot_images.image_rows({})
