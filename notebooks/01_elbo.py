@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 1 · The ELBO of a variational diffusion model
 #
-# **Runtime:** about 50 s on 2 CPU cores (measured with `jupyter nbconvert --execute`; several times
+# **Runtime:** about 20 s on 2 CPU cores (measured with `jupyter nbconvert --execute`; several times
 # longer when other programs compete for the cores).
 #
 # We derive the training objective of a diffusion model the way Luo (2022, *Understanding Diffusion

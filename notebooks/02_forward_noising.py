@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 2 · The forward process: noising an MNIST digit
 #
-# **Runtime:** about 35 s on 2 CPU cores (measured with `jupyter nbconvert --execute`; most of it is
+# **Runtime:** about 20 s on 2 CPU cores (measured with `jupyter nbconvert --execute`; most of it is
 # importing torch, loading MNIST and sampling the toy; several times longer when other programs compete for the cores).
 #
 # A diffusion model destroys data step by step with a *fixed* Gaussian noising process $q$ and
