@@ -461,8 +461,21 @@ for name in sampled:
 # %% [markdown]
 # Under T = 300 the samples sit 1.5 standard deviations below the data along $u$: in this model of one
 # direction, the digits come out with a tenth too little of the mean image (whose background is black).
-# The simulations agree with the formula to their sampling error. Rescaled, the samples are at the floor of the sample size. A trained network adds a second problem:
-# it never saw pure noise at its last step.
+# The simulations agree with the formula to their sampling error; rescaled, the samples are at the floor
+# of the sample size. The start is the whole cause: the same T = 300 chain, started from draws of its own
+# $q(x_T)$ instead of $\mathcal N(0, 1)$, lands on the data:
+
+# %%
+schedule = schedules["linear T=300"]
+x0_direction = direction.sample((4_000, 1), generator=torch.Generator().manual_seed(9))  # (4000, 1)
+x_T = forward.q_sample(schedule, x0_direction, torch.full((4_000,), schedule.T - 1),
+                       torch.randn((4_000, 1), generator=torch.Generator().manual_seed(10), dtype=torch.float64))
+x = sample(direction.eps_model(schedule), schedule, (4_000, 1), sampler="ddpm", clip_x0=False, x_T=x_T,
+           progress=False, generator=torch.Generator().manual_seed(3)).samples
+print(f"linear T=300 from q(x_T): samples mean {x.mean():.2f}, std {x.std():.2f} (data {direction.means[0]:.2f}, {direction.stds[0]:.2f})")
+
+# %% [markdown]
+# A trained network adds a second problem on top: it never saw pure noise at its last step.
 
 # %% [markdown]
 # ## Try it yourself
