@@ -112,10 +112,11 @@ show_code(forward.q_step_mean_variance)
 # *Deep unsupervised learning using nonequilibrium thermodynamics*, arXiv:1503.03585): destroy the
 # structure of the data **slowly** with a forward diffusion, a Markov chain that relaxes any density
 # to a simple equilibrium, here $\mathcal N(0, I)$, and learn the chain that runs back. For small steps
-# each reverse step is again close to a Gaussian, so it can be learned as one.
+# the reverse of a Gaussian diffusion step has the same Gaussian form (Feller 1949, which they cite), so
+# each reverse step can be learned as a Gaussian.
 #
-# Why not model the data directly as a Boltzmann density (their section 1), $p_\theta(x) = \varphi_\theta(x)/Z_\theta$ with
-# $\varphi_\theta = e^{-E_\theta}$? Its log-likelihood $\log p_\theta(x) = -E_\theta(x) - \log Z_\theta$ needs the
+# Why not model the data directly as a Boltzmann density (their section 1),
+# $p_\theta(x) = \varphi_\theta(x)/Z_\theta$ with $\varphi_\theta = e^{-E_\theta}$? Its log-likelihood $\log p_\theta(x) = -E_\theta(x) - \log Z_\theta$ needs the
 # partition function $Z_\theta = \int e^{-E_\theta(x)}\,dx$, and so does its gradient in $\theta$. In one
 # dimension a quadrature finds $Z$ (a double well, $E = 8(x^2-1)^2$, below: about 100 points give it to 12
 # digits); with $n$ points per axis the same rule needs $n^D$ evaluations of $E$ in $D$ dimensions
