@@ -14,6 +14,10 @@ Units: a KL or log-likelihood of a whole example in nats, divided by D ln 2 with
 number of dimensions of one example, is in bits per dimension ("bits/dim", "bpd").
 The Gaussian pieces are those of :mod:`course_ddpm.gaussian`; the same bound for
 continuous data, in nats and in Luo's two forms, is :mod:`course_ddpm.elbo`.
+
+What the fixed variances cost: :func:`decoder_bpd` (L_0 at any decoder std),
+:func:`decoder_floor_closed_form` (L_0 of a perfect mean) and :func:`variance_excess_bpd`
+(the L_{t-1} of a perfect mean with sigma_t^2 = beta_t instead of beta_tilde_t).
 """
 
 from __future__ import annotations
@@ -167,3 +171,74 @@ def variational_bound(
     return VariationalBound(
         total_bpd=prior + terms.sum(dim=1), prior_bpd=prior, decoder_bpd=terms[:, 0], terms_bpd=terms
     )
+
+
+# ------------------------------------------------------------------ the decoder's variance
+def decoder_bpd(x0: torch.Tensor, mean: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+    """The decoder term L_0 = -log p(x_0 | x_1) in bits/dim for a decoder std ``sigma`` of your choice (Ho et al. eq. 13).
+
+    :func:`vb_term_bpd` uses the schedule's fixed sigma_1; this takes any sigma (a float, or a
+    tensor broadcastable to ``x0``), to see what another or a learned variance would pay.
+
+    Args:
+        x0: ``(B, ...)`` data on the 256-level grid of [-1, 1].
+        mean: ``(B, ...)`` the decoder mean mu_theta(x_1, 1).
+        sigma: the decoder's standard deviation, > 0.
+
+    Returns:
+        ``(B,)`` bits per dimension.
+    """
+    check_float("x0", x0)
+    check_same_shape(x0=x0, mean=mean)
+    log_scale = torch.as_tensor(sigma, dtype=x0.dtype, device=x0.device).log()
+    if not bool(torch.isfinite(log_scale).all()):
+        raise ValueError("sigma must be positive")
+    log_px0 = discretized_gaussian_log_likelihood(x0, mean, log_scale.expand_as(x0))  # (B, ...)
+    return -_mean_over_dims(log_px0) / math.log(2.0)
+
+
+def decoder_floor_closed_form(x0: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The decoder term of a perfect mean (mu_theta = x_0) in bits/dim, in closed form (Ho et al. eq. 13).
+
+    With the mean on the pixel's level, the bin [x_0 - 1/255, x_0 + 1/255] holds
+
+        P = 2 Phi(h / sigma) - 1    inside (-1 < x_0 < 1),   h = 1/255 the half bin width,
+        P = Phi(h / sigma)          at x_0 = -1 or +1, whose bin extends to -inf or +inf,
+
+    of N(x_0, sigma^2), and the pixel costs -log2 P bits. A black MNIST background pixel
+    (x_0 = -1) thus costs at most 1 bit, however wide sigma is. This uses the exact Phi;
+    :func:`course_ddpm.evaluation.decoder_floor_bpd` gets the same number through Ho et al.'s
+    tanh approximation of Phi and the model's own code path.
+
+    Args:
+        x0: ``(B, ...)`` data on the 256-level grid of [-1, 1].
+        sigma: the decoder std, > 0.
+
+    Returns:
+        ``(B,)`` bits per dimension.
+    """
+    check_float("x0", x0)
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    h = 1.0 / 255.0
+    phi = 0.5 * (1.0 + math.erf(h / sigma / math.sqrt(2.0)))  # Phi(h / sigma)
+    edge = x0.abs() > 0.999  # (B, ...) pixels at -1 or +1
+    bits = torch.where(edge, -math.log2(phi), -math.log2(2.0 * phi - 1.0)).to(x0.dtype)  # (B, ...)
+    return _mean_over_dims(bits)
+
+
+def variance_excess_bpd(schedule: Schedule, variance_type: VarianceType) -> torch.Tensor:
+    """What each L_{t-1} costs a perfect mean because sigma_t^2 is not beta_tilde_t, in bits/dim: ``(T,)``.
+
+    With mu_theta = mu_tilde the term is a KL between two Gaussians of equal mean,
+
+        KL(N(mu, beta_tilde_t) || N(mu, sigma_t^2)) = 1/2 (r - 1 - ln r),   r = beta_tilde_t / sigma_t^2,
+
+    per dimension (Ho et al. eq. 5 and section 3.2, where both sigma_t^2 = beta_t and
+    sigma_t^2 = beta_tilde_t are tried). It is 0 for "fixed_small" (t >= 1) and > 0 for
+    "fixed_large". Entry 0 (the decoder, whose sigma_1 both choices share) is 0.
+    """
+    beta_tilde = schedule.beta_tilde.to(torch.float64)
+    log_s2 = log_sigma2(schedule, variance_type).to(torch.float64)
+    kl = normal_kl(0.0, beta_tilde[1:].log(), 0.0, log_s2[1:])  # (T - 1,) nats per dimension
+    return torch.cat([torch.zeros(1, dtype=torch.float64), kl / math.log(2.0)])

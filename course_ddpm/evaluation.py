@@ -142,8 +142,10 @@ def decoder_floor_bpd(
     With eps_pred = eps, the decoder mean mu_theta(x_1, 1) = (x_1 - beta_1 / sqrt(1 - alpha_bar_1)
     eps) / sqrt(alpha_1) equals x_0 exactly (alpha_bar_1 = alpha_1), so what is left of
     L_0 = -log p(x_0 | x_1) (Ho et al. 2020, eq. 13) is the cost of the *fixed* decoder
-    variance: each pixel's bin of width 2/255 holds only part of N(x_0, sigma_1^2). This is a
-    floor under the decoder term, and so under bits/dim, for any model with that variance.
+    variance: each pixel's bin of width 2/255 holds only part of N(x_0, sigma_1^2). It is what a
+    perfect noise predictor pays in L_0 with that variance, not a bound for every model: the two
+    outer bins reach -inf and +inf, so a mean that overshoots the outer levels (below -1 on a
+    black background) pays less (:func:`course_ddpm.bound.decoder_floor_closed_form`; notebook 5).
 
     Args:
         x0: ``(B, C, H, W)`` images on the 256-level grid of [-1, 1].

@@ -31,6 +31,7 @@ __all__ = [
     "paths_1d",
     "digit_histograms",
     "sampler_tradeoff",
+    "decoder_bins",
 ]
 
 
@@ -294,4 +295,40 @@ def sampler_tradeoff(
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, which="both")
     ax_fid.legend(fontsize=7)
+    return fig
+
+
+def decoder_bins(
+    pixels: Sequence[tuple[float, float, str]], sigma: float, size: tuple[float, float] = (4.2, 2.6)
+) -> Figure:
+    """One panel per pixel: the decoder's Gaussian N(mean, sigma^2) over the 8-bit bins around it.
+
+    The bins are those of Ho et al. eq. 13: width 2/255, centred on the 256 levels of [-1, 1], the
+    outer two extending to -inf and +inf. The pixel's own bin is shaded; its area under the curve
+    is the probability the decoder gives the pixel.
+
+    Args:
+        pixels: ``(x0, mean, title)`` per panel: the pixel's level in [-1, 1], the decoder mean.
+        sigma: the decoder std.
+    """
+    half = 1.0 / 255.0
+    fig, axes = plt.subplots(1, len(pixels), figsize=(size[0] * len(pixels), size[1]), layout="constrained", squeeze=False)
+    for ax, (x0, mean, title) in zip(axes[0], pixels):
+        lo, hi = min(mean, x0) - 5 * sigma, max(mean, x0) + 5 * sigma
+        z = torch.linspace(lo, hi, 801, dtype=torch.float64)
+        density = torch.exp(-0.5 * ((z - mean) / sigma) ** 2) / (sigma * (2 * torch.pi) ** 0.5)
+        ax.plot(z.numpy(), density.numpy(), color="C0", label=f"N(mean, sigma^2), sigma = {sigma:.4f}")
+        first, last = round((lo + 1) * 127.5), round((hi + 1) * 127.5)
+        for k in range(max(first - 1, 0), min(last + 1, 255) + 1):
+            edge = k / 127.5 - 1 + half  # upper edge of the bin of level k
+            if lo <= edge <= hi and k < 255:
+                ax.axvline(edge, color="0.6", lw=0.6)
+        bin_lo = lo if x0 <= -1 + 1e-6 else max(x0 - half, lo)  # the bottom bin reaches -inf
+        bin_hi = hi if x0 >= 1 - 1e-6 else min(x0 + half, hi)  # the top bin reaches +inf
+        inside = (z >= bin_lo) & (z <= bin_hi)
+        ax.fill_between(z[inside].numpy(), density[inside].numpy(), color="C1", alpha=0.5, label="bin of x0")
+        ax.axvline(x0, color="C3", lw=1.2, ls="--", label="x0")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("pixel value")
+    fig.legend(*axes[0, -1].get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=8)
     return fig

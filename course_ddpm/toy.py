@@ -229,3 +229,36 @@ class CorrelatedGaussian:
         A, U = known, ~known
         gain = S[U][:, A] @ torch.linalg.inv(S[A][:, A])  # (u, a)
         return m[U] + gain @ (values.double() - m[A]), S[U][:, U] - gain @ S[A][:, U]
+
+
+def x0_law_from_standard_normal_start(mean: float, std: float, alpha_bar_T: float) -> tuple[float, float]:
+    """Mean and std of the samples when the exact reverse chain of Gaussian data starts from N(0, 1).
+
+    For data x_0 ~ N(m, s^2) the chain's last latent is q(x_T) = N(sqrt(alpha_bar_T) m,
+    alpha_bar_T s^2 + 1 - alpha_bar_T) (Ho et al. 2020 eq. 4), and (x_0, x_T) are jointly Gaussian,
+    so the exact reverse chain from x_T ends in
+
+        q(x_0 | x_T) = N(m + k (x_T - sqrt(alpha_bar_T) m),  s^2 - k sqrt(alpha_bar_T) s^2),
+        k = sqrt(alpha_bar_T) s^2 / (alpha_bar_T s^2 + 1 - alpha_bar_T)
+
+    (Bayes' rule for two Gaussians, the regression of x_0 on x_T). A sampler starts from
+    x_T ~ N(0, 1) instead of q(x_T); averaging q(x_0 | x_T) over that start gives samples with
+
+        mean = m (1 - k sqrt(alpha_bar_T)),   variance = s^2 (1 - k sqrt(alpha_bar_T)) + k^2.
+
+    With alpha_bar_T -> 0 (k -> 0) they are the data's m and s^2: only a schedule that ends in
+    pure noise is sampled without bias, whatever the denoiser.
+
+    Args:
+        mean, std: m and s of the data. alpha_bar_T: alpha_bar of the last step, in [0, 1).
+
+    Returns:
+        (mean, std) of the samples.
+    """
+    if not 0.0 <= alpha_bar_T < 1.0:
+        raise ValueError(f"alpha_bar_T must lie in [0, 1), got {alpha_bar_T}")
+    if not std > 0:
+        raise ValueError(f"std must be positive, got {std}")
+    root = math.sqrt(alpha_bar_T)
+    k = root * std**2 / (alpha_bar_T * std**2 + 1.0 - alpha_bar_T)  # regression slope of x_0 on x_T
+    return mean * (1.0 - k * root), math.sqrt(std**2 * (1.0 - k * root) + k**2)

@@ -25,7 +25,7 @@
 # optimal denoiser are known exactly. Nothing is trained: the toy's optimal noise predictor plays the
 # trained network.
 #
-# Plan: Markovian hierarchical VAE → three restrictions → ELBO with consistency terms → ELBO with
+# Plan: Markovian hierarchical VAE → three restrictions (and, for physicists, why a chain avoids the normaliser $Z$) → ELBO with consistency terms → ELBO with
 # denoising terms → the posterior $q(x_{t-1}\mid x_t, x_0)$ → KL as a weighted MSE → $L_\text{simple}$
 # → three equivalent predictions ($x_0$, $\epsilon$, score) → both ELBO forms by Monte Carlo →
 # errata of the lecture notes.
@@ -34,11 +34,13 @@
 # paper $t+1$ (see `course_ddpm.schedules`).
 
 # %%
+import math
+
 import matplotlib.pyplot as plt
 import torch
 from numpy.polynomial.hermite_e import hermegauss
 
-from course_ddpm import elbo, exercises, forward, gaussian, losses, plot_curves, reverse
+from course_ddpm import elbo, energy, exercises, forward, gaussian, losses, plot_curves, reverse
 from course_ddpm.notebook import agree, setup, show_code
 from course_ddpm.schedules import broadcast, linear_schedule
 from course_ddpm.toy import GaussianMixture
@@ -102,6 +104,59 @@ print(f"3. x_T: mean {chain[-1].mean():+.3f}, std {chain[-1].std():.3f} (N(0, 1)
 
 # %%
 show_code(forward.q_step_mean_variance)
+
+# %% [markdown]
+# ### Aside for physicists: why a chain, and why a tractable normaliser matters
+#
+# Diffusion models come from non-equilibrium statistical physics (Sohl-Dickstein et al. 2015,
+# *Deep unsupervised learning using nonequilibrium thermodynamics*, arXiv:1503.03585): destroy the
+# structure of the data **slowly** with a forward diffusion, a Markov chain that relaxes any density
+# to a simple equilibrium, here $\mathcal N(0, I)$, and learn the chain that runs back. For small steps
+# the reverse of a Gaussian diffusion step has the same Gaussian form (Feller 1949, which they cite), so
+# each reverse step can be learned as a Gaussian.
+#
+# Why not model the data directly as a Boltzmann density (their section 1),
+# $p_\theta(x) = \varphi_\theta(x)/Z_\theta$ with $\varphi_\theta = e^{-E_\theta}$? Its log-likelihood $\log p_\theta(x) = -E_\theta(x) - \log Z_\theta$ needs the
+# partition function $Z_\theta = \int e^{-E_\theta(x)}\,dx$, and so does its gradient in $\theta$. In one
+# dimension a quadrature finds $Z$ (a double well, $E = 8(x^2-1)^2$, below: about 100 points give it to 12
+# digits); with $n$ points per axis the same rule needs $n^D$ evaluations of $E$ in $D$ dimensions
+# (`course_ddpm.energy`):
+
+# %%
+def well(x):
+    return energy.double_well(x, barrier=8.0)  # E(x) = 8 (x^2 - 1)^2
+
+
+for n in (13, 25, 49, 97, 193):
+    print(f"Z by the trapezoid rule on [-3, 3], n = {n:3d} points: {math.exp(energy.log_partition_1d(well, -3.0, 3.0, n)):.12f}")
+for n, what in ((100, "points per axis, about what the 1-D rule needed"), (256, "grey levels: a sum over every 8-bit image")):
+    print(f"D = 784 (an MNIST image), n = {n} {what}: 10^{energy.log10_grid_points(n, 784):.0f} evaluations")
+
+# %% [markdown]
+# Left: the unnormalised $\varphi$ and the density $\varphi/Z$. Right: the forward chain of our toy as a
+# sequence of densities $q(x_t)$ (closed form, `GaussianMixture.log_prob_at`), relaxing to the
+# equilibrium $\mathcal N(0,1) = e^{-x^2/2}/\sqrt{2\pi}$, a Boltzmann density whose $Z$ is known.
+
+# %%
+x_axis = torch.linspace(-3, 3, 601, dtype=torch.float64)  # (N,)
+Z_well = math.exp(energy.log_partition_1d(well, -3.0, 3.0, 601))
+fig, (ax_well, ax_chain) = plt.subplots(1, 2, figsize=(9, 2.8), layout="constrained")
+ax_well.plot(x_axis, torch.exp(-well(x_axis)), label=r"$\varphi = e^{-E}$")
+ax_well.plot(x_axis, torch.exp(-well(x_axis)) / Z_well, label=rf"$\varphi/Z$, $Z = {Z_well:.3f}$")
+ax_well.set_title("double well E = 8(x² − 1)²", fontsize=10); ax_well.legend(fontsize=8)
+for t in (0, 50, 150, 300, 999):  # code steps
+    alpha_bar = schedule.alpha_bar[t].reshape(1, 1).expand(len(x_axis), 1)  # (N, 1)
+    ax_chain.plot(x_axis, mixture.log_prob_at(x_axis[:, None], alpha_bar).exp(), label=f"t = {t}")
+ax_chain.set_title("forward chain: q(x_t) relaxes to N(0, 1)", fontsize=10); ax_chain.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# A diffusion model never needs a $Z$. Its density
+# $p_\theta(x_0) = \int p(x_T)\prod_{t=1}^T p_\theta(x_{t-1}\mid x_t)\,dx_{1:T}$ is built from normalised pieces,
+# a standard normal and Gaussian steps, so it integrates to 1 for every $\theta$. It cannot be evaluated in
+# closed form either, but because every factor is normalised its logarithm has a lower bound that can be
+# estimated by sampling the forward chain: the ELBO of the next section. Notebook 5 (section 6) meets
+# $p = \varphi/Z$ from the other side: the score $\nabla\log p = \nabla\log\varphi$ does not need $Z$ at all.
 
 # %% [markdown]
 # ## 3. The ELBO, first form: reconstruction, prior matching, consistency
@@ -755,6 +810,8 @@ print(f"T = 25: mean excess per step {excess_25.mean():.2f} nats measured, "
 # ## Summary
 #
 # * A diffusion model is a Markovian hierarchical VAE with a fixed Gaussian encoder whose last latent is $\mathcal N(0, I)$.
+# * It is normalised by construction (Sohl-Dickstein et al. 2015), unlike a Boltzmann density $e^{-E}/Z$, whose $Z$ is
+#   an integral a grid would need $10^{1568}$ evaluations for on MNIST (100 points per axis).
 # * Its ELBO can be written with consistency terms (each integrated under $q(x_t\mid x_{t-1}, x_{t+1})$) or with
 #   denoising-matching terms; both have the same expectation. At almost every step the denoising term, with one
 #   random variable, has the smaller variance, but along one shared trajectory the whole denoising-form estimate

@@ -16,8 +16,8 @@
 # %% [markdown]
 # # 2 · The forward process: noising an MNIST digit
 #
-# **Runtime:** about 10 s on 2 CPU cores (measured with `jupyter nbconvert --execute`; most of it is
-# importing torch and loading MNIST; several times longer when other programs compete for the cores).
+# **Runtime:** about 20 s on 2 CPU cores (measured with `jupyter nbconvert --execute`; most of it is
+# importing torch, loading MNIST and sampling the toy; several times longer when other programs compete for the cores).
 #
 # A diffusion model destroys data step by step with a *fixed* Gaussian noising process $q$ and
 # learns to undo it. Here we only look at $q$: one MNIST digit, four noise schedules, and the
@@ -27,7 +27,8 @@
 # 1. the digit at a few steps of each schedule (a static strip, then an interactive slider),
 # 2. how $\bar\alpha_t$ and the signal-to-noise ratio fall over time,
 # 3. the pixel histogram turning into $\mathcal N(0, 1)$,
-# 4. the **T = 300 problem** of a lecture schedule — 22 % of the signal left in $x_T$ — and its fix.
+# 4. the **T = 300 problem** of a lecture schedule — 22 % of the signal left in $x_T$ — what it does to
+#    samples drawn with an exact denoiser, and its fix.
 #
 # *Time index.* The papers count $t = 1,\dots,T$; the code counts `t = 0..T-1`, so code `t`
 # is paper $t+1$ (see `course_ddpm.schedules`). Every `t` printed below is a code index.
@@ -42,7 +43,10 @@ import torch
 from course_ddpm import bound, exercises, forward, plot_curves, plot_images, widgets
 from course_ddpm.data import load_mnist
 from course_ddpm.notebook import agree, setup, show_code
+from course_ddpm.sampling import sample
 from course_ddpm.schedules import broadcast, cosine_schedule, first_step_below, linear_schedule
+from course_ddpm.sliced_wasserstein import sliced_wasserstein
+from course_ddpm.toy import GaussianMixture, x0_law_from_standard_normal_start
 
 setup(seed=0)  # torch threads and seed (course_ddpm.notebook.setup)
 
@@ -368,6 +372,112 @@ for name, schedule in schedules.items():
     print(f"{name:24s} {betas:28s} alpha_bar_T = {schedule.alpha_bar[-1].item():.2e}")
 
 # %% [markdown]
+# ### The consequence: what the sampler draws
+#
+# The forward statistics are only half the story; what matters is the samples. No training is
+# needed to see them: the toy mixture of notebook 1 has an exact denoiser,
+# `GaussianMixture.eps_model(schedule)`, the $\epsilon$-prediction that minimises $L_\text{simple}$ at
+# every step. We run Ho et al.'s Algorithm 2 with it from $x_T\sim\mathcal N(0,1)$ (`sampling.sample`,
+# `sampler="ddpm"`) under the three linear schedules, so any error is the schedule's, never the
+# network's. The distance to the data is the 1-D Wasserstein distance $W_2$ of 4 000 samples to 16 000
+# true draws (`sliced_wasserstein`, exact in 1-D); 4 000 more true draws give the floor, what a perfect
+# sampler would score at this sample size.
+
+# %%
+def sample_exact(data, schedule, n=4_000, seed=3):
+    """Algorithm 2 with the exact denoiser of `data`, from x_T ~ N(0, 1): (n, 1) samples."""
+    return sample(data.eps_model(schedule), schedule, (n, 1), sampler="ddpm", clip_x0=False,
+                  dtype=torch.float64, progress=False, generator=torch.Generator().manual_seed(seed)).samples
+
+
+def compare_histograms(data, names, grid, title):
+    reference = data.sample((16_000, 1), generator=torch.Generator().manual_seed(5))  # (16000, 1)
+    floor = sliced_wasserstein(data.sample((4_000, 1), generator=torch.Generator().manual_seed(6)), reference, 1)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.3 * len(names), 2.4), sharey=True, layout="constrained")
+    print(f"{title}: W2 of 4 000 true draws (the floor) {floor:.2f}")
+    for ax, name in zip(axes, names):
+        x = sample_exact(data, schedules[name])
+        w2 = sliced_wasserstein(x, reference, 1)
+        print(f"  {name:24s} samples: mean {x.mean():6.2f}, std {x.std():.2f}, W2 to the data {w2:.2f}")
+        ax.hist(x[:, 0].numpy(), bins=60, density=True, alpha=0.6, label="samples")
+        ax.plot(grid.numpy(), data.log_prob(grid[:, None]).exp().numpy(), "k", lw=1.2, label="data")
+        ax.set_title(f"{name}\nW2 {w2:.2f}", fontsize=9)
+    axes[0].legend(fontsize=8)
+    plt.show()
+
+
+mixture = GaussianMixture(weights=(0.3, 0.7), means=(-1.0, 0.6), stds=(0.15, 0.3))  # notebook 1's toy
+sampled = ("linear T=300", "linear T=300 rescaled", "linear T=1000")
+compare_histograms(mixture, sampled, torch.linspace(-1.8, 1.8, 361, dtype=torch.float64), "toy mixture")
+
+# %% [markdown]
+# Nothing to see: for one coordinate of the toy the exact chain forgives the wrong start, because its
+# $q(x_T)$, with mean $\sqrt{\bar\alpha_T}\,\mathbb E[x_0]$ and variance $\bar\alpha_T\operatorname{Var}[x_0] + 1 - \bar\alpha_T$,
+# is already close to $\mathcal N(0, 1)$ (first line below).
+#
+# A digit is different, because its 784 pixels move **together**. Take the direction of the mean
+# image, $u = \mathbb E[x_0]/\lVert\mathbb E[x_0]\rVert$. The projection $u\cdot x_0$ of the test digits
+# has a large mean and a small spread, so 22 % of it is still far from 0:
+
+# %%
+flat = x_test.flatten(1).double()  # (10000, 784)
+u = flat.mean(0) / flat.mean(0).norm()  # (784,) unit vector along the mean image
+projection = flat @ u  # (10000,) one number per digit
+ab_T = schedules["linear T=300"].alpha_bar[-1].item()
+x0_toy = mixture.sample((100_000, 1), generator=torch.Generator().manual_seed(7))
+print(f"toy: data mean {x0_toy.mean():.2f}, variance {x0_toy.var():.2f}; under linear T=300 q(x_T) has mean "
+      f"{math.sqrt(ab_T) * x0_toy.mean():.2f}, variance {ab_T * x0_toy.var() + 1 - ab_T:.2f}")
+print(f"u . x0 over the test digits: mean {projection.mean():.1f}, std {projection.std():.2f}")
+print(f"under linear T=300, q(x_T) along u: mean sqrt(alpha_bar_T) * {projection.mean():.1f} = "
+      f"{math.sqrt(ab_T) * projection.mean():.1f}, where the sampler starts at 0 +- 1")
+
+# %% [markdown]
+# Model that one direction by a Gaussian with the digits' mean and standard deviation: its exact
+# denoiser is known too (a one-component `GaussianMixture`). Now the wrong start shows:
+
+# %%
+direction = GaussianMixture.gaussian(projection.mean().item(), projection.std().item())
+compare_histograms(direction, sampled, torch.linspace(15, 28, 261, dtype=torch.float64), "u . x0 of a digit")
+
+# %% [markdown]
+# **Why.** The exact reverse chain turns each $x_T$ into a draw of $q(x_0\mid x_T)$; it is right only
+# if $x_T$ is drawn from the chain's own marginal $q(x_T)$. Under T = 300, $q(x_T)$ still holds
+# $\sqrt{\bar\alpha_T} = 22\,\%$ of the signal, and the sampler starts from $\mathcal N(0, 1)$ instead. For
+# Gaussian data $\mathcal N(m, s^2)$ the damage is a closed form (regress $x_0$ on $x_T$, then average over the
+# wrong start; `toy.x0_law_from_standard_normal_start`):
+#
+# $$k = \frac{\sqrt{\bar\alpha_T}\,s^2}{\bar\alpha_T s^2 + 1 - \bar\alpha_T},\qquad
+# \mathbb E[\text{sample}] = m\,\big(1 - k\sqrt{\bar\alpha_T}\big),\qquad
+# \operatorname{Var}[\text{sample}] = s^2\big(1 - k\sqrt{\bar\alpha_T}\big) + k^2 .$$
+#
+# With $\bar\alpha_T\to 0$ it is the data's $m$ and $s^2$. Against the histograms above:
+
+# %%
+for name in sampled:
+    mean, std = x0_law_from_standard_normal_start(direction.means[0], direction.stds[0], schedules[name].alpha_bar[-1].item())
+    print(f"{name:24s} predicted samples: mean {mean:6.2f}, std {std:.2f}  (data: {direction.means[0]:.2f}, "
+          f"{direction.stds[0]:.2f}); {1 - mean / direction.means[0]:.0%} of the mean image missing")
+
+# %% [markdown]
+# Under T = 300 the samples sit 1.5 standard deviations below the data along $u$: in this model of one
+# direction, the digits come out with a tenth too little of the mean image (whose background is black).
+# The simulations agree with the formula to their sampling error; rescaled, the samples are at the floor
+# of the sample size. The start is the whole cause: the same T = 300 chain, started from draws of its own
+# $q(x_T)$ instead of $\mathcal N(0, 1)$, lands on the data:
+
+# %%
+schedule = schedules["linear T=300"]
+x0_direction = direction.sample((4_000, 1), generator=torch.Generator().manual_seed(9))  # (4000, 1)
+x_T = forward.q_sample(schedule, x0_direction, torch.full((4_000,), schedule.T - 1),
+                       torch.randn((4_000, 1), generator=torch.Generator().manual_seed(10), dtype=torch.float64))
+x = sample(direction.eps_model(schedule), schedule, (4_000, 1), sampler="ddpm", clip_x0=False, x_T=x_T,
+           progress=False, generator=torch.Generator().manual_seed(3)).samples
+print(f"linear T=300 from q(x_T): samples mean {x.mean():.2f}, std {x.std():.2f} (data {direction.means[0]:.2f}, {direction.stds[0]:.2f})")
+
+# %% [markdown]
+# A trained network adds a second problem on top: it never saw pure noise at its last step.
+
+# %% [markdown]
 # ## Try it yourself
 #
 # Move the slider over $t$ and switch schedules. The read-outs are `widgets.readouts` for the
@@ -386,3 +496,6 @@ widgets.forward_noising_widget(x0, schedules, t=150)
 # * A schedule must end with $\bar\alpha_T \approx 0$; check $\sqrt{\bar\alpha_T}$ and the prior KL
 #   (`Schedule.to_dict()`, `widgets.readouts`).
 # * Linear 1e-4 → 0.02 is tuned for $T = 1000$. For shorter chains rescale it or use the cosine schedule.
+# * Even an exact denoiser samples the wrong distribution when $\bar\alpha_T$ is not near 0: it starts from
+#   $\mathcal N(0, I)$, not from $q(x_T)$. The damage is largest along directions where the pixels move
+#   together (in a 1-D model of the mean-image direction, 10 % of the mean image is missing under T = 300).

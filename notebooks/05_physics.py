@@ -28,7 +28,8 @@
 #    Fokker–Planck equation, which we solve on a grid.
 # 3. **Reversing time** gives another SDE, driven by the score: a sampler.
 # 4. **The probability-flow ODE** has the same marginals and no noise; DDIM is Euler's method for it.
-# 5. **Exact likelihoods**: the ODE is a continuous normalising flow, so $\log p(x_0)$ is an integral.
+# 5. **Exact likelihoods**: the ODE is a continuous normalising flow, so $\log p(x_0)$ is an integral; beside it,
+#    the ELBO's bits/dim term by term, its discretised decoder, and what a learned variance would change.
 # 6. **Thermodynamics**: the prior is a Boltzmann distribution, the forward process relaxes to it, and
 #    the entropy production is computed.
 #
@@ -42,17 +43,18 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
-from course_ddpm import load_pretrained, results
+from course_ddpm import bound, load_pretrained, plot_curves, results
 from course_ddpm.checkpoints import schedule_from_card
 from course_ddpm.data import load_mnist
-from course_ddpm.evaluation import mean_confidence
-from course_ddpm.forward import x0_from_eps
+from course_ddpm.evaluation import decoder_floor_bpd, mean_confidence
+from course_ddpm.forward import q_sample, x0_from_eps
 from course_ddpm.fokker_planck import fokker_planck_operator, fokker_planck_solve, kl_on_grid, relative_fisher_on_grid
 from course_ddpm.langevin import annealed_langevin_sample, langevin_sample, ula_gaussian_variance
 from course_ddpm.likelihood import ode_bits_per_dim, ode_log_likelihood
 from course_ddpm.notebook import agree, setup, show_code
 from course_ddpm.ode import ode_drift, ode_sample, solve_flow
 from course_ddpm.plot_images import image_grid
+from course_ddpm.reverse import log_sigma2, p_mean_variance
 from course_ddpm.sampling import sample
 from course_ddpm.sde import VPSDE, reverse_sde_sample, score_from_model, score_of_mixture
 from course_ddpm.toy import GaussianMixture
@@ -341,6 +343,113 @@ plt.hist(lk["ode_bpd_per_image"], bins=15, alpha=0.6, label="ODE, per digit")
 plt.axvline(lk["elbo_bpd"], color="k", ls="--", label="ELBO (mean)"); plt.xlabel("bits/dim"); plt.legend(); plt.show()
 
 # %% [markdown]
+# ### The bound's bits/dim and its discretised decoder
+#
+# The ELBO's 1.60 bits/dim splits into the terms of Ho et al. eq. 5. From the shipped model's evaluation
+# (`course-ddpm evaluate --checkpoint pretrained --n 10000 --sampler ddim --steps 50 --bpd-subset 100`, which
+# calls `evaluation.bits_per_dim`; stored as `course_ddpm/measurements/evaluation_10000.json`):
+
+# %%
+vb = results.load_result("evaluation_10000")["bpd"]
+print(f"first {vb['n']} MNIST test digits: total {vb['total']:.2f} bits/dim = decoder L_0 {vb['decoder']:.2f} "
+      f"+ diffusion L_1..L_(T-1) {vb['diffusion']:.2f} + prior L_T {vb['prior']:.5f};  decoder floor {vb['decoder_floor']:.3f}")
+
+# %% [markdown]
+# The data are 8-bit, so the decoder gives each pixel a **probability**, not a density (Ho et al. eq. 13):
+#
+# $$p_\theta(x_0\mid x_1) = \prod_{i=1}^{D}\int_{\delta_-(x_0^i)}^{\delta_+(x_0^i)} \mathcal N\big(x;\ \mu_\theta^i(x_1, 1),\ \sigma_1^2\big)\,dx,
+# \qquad \delta_\pm(x) = \begin{cases}\pm\infty & x = \pm 1\\ x \pm \tfrac{1}{255} & \text{otherwise.}\end{cases}$$
+#
+# Each level of $[-1, 1]$ owns a bin of width $2/255$; the two outer bins reach $\pm\infty$. The variance is fixed:
+# $\sigma_1^2 = \tilde\beta_2$ (the posterior variance $\tilde\beta_1$ is 0, `reverse.log_sigma2` takes the next one).
+# Live, the decoder term of the same 100 test digits, with one call of the network at $t = 1$ (a new draw of $x_1$):
+
+# %%
+sigma_1 = log_sigma2(schedule, "fixed_small")[0].exp().sqrt().item()
+x0_bits = x_test[:100].double()  # (100, 1, 28, 28)
+t_first = torch.zeros(100, dtype=torch.long)  # code t = 0 is paper t = 1
+x_1 = q_sample(schedule, x0_bits, t_first, torch.randn(x0_bits.shape, generator=torch.Generator().manual_seed(8), dtype=torch.float64))
+with torch.no_grad():
+    eps_first = model(x_1.float(), t_first).double()
+decoder_mean = p_mean_variance(schedule, x_1, t_first, eps_first).mean  # mu_theta(x_1, 1), (100, 1, 28, 28)
+print(f"sigma_1 = {sigma_1:.5f}, {sigma_1 * 255:.2f} half-bins (1/255)")
+print(f"decoder L_0 of the shipped model: {bound.decoder_bpd(x0_bits, decoder_mean, sigma_1).mean():.3f} bits/dim")
+
+# %% [markdown]
+# One background pixel and one pixel on a stroke of the first digit, with the model's Gaussian over their bins;
+# the shaded area is the probability of the true level:
+
+# %%
+flat_x0, flat_mean = x0_bits[0].flatten(), decoder_mean[0].flatten()  # (784,)
+ink = int((flat_x0 - 0.2).abs().argmin())  # a grey pixel on a stroke
+plot_curves.decoder_bins([(flat_x0[0].item(), flat_mean[0].item(), "background pixel (x0 = -1): its bin reaches -inf"),
+                          (flat_x0[ink].item(), flat_mean[ink].item(), f"stroke pixel (x0 = {flat_x0[ink]:.3f})")], sigma_1)
+plt.show()
+
+# %% [markdown]
+# **The floor.** Even a perfect model, $\mu_\theta = x_0$, pays for the width of $\sigma_1$: an inner pixel gets
+# $P = 2\Phi(h/\sigma_1) - 1$ and an outer one $P = \Phi(h/\sigma_1)$, with $h = 1/255$ the half bin
+# (`bound.decoder_floor_closed_form`; `evaluation.decoder_floor_bpd` gets it through the model's code path):
+
+# %%
+h = 1 / 255
+print(f"outer pixel (x0 = -1 or 1): -log2 Phi(h/sigma_1) = {-math.log2(0.5 * (1 + math.erf(h / sigma_1 / math.sqrt(2)))):.2f} bits; "
+      f"inner pixel: -log2(2 Phi - 1) = {-math.log2(math.erf(h / sigma_1 / math.sqrt(2))):.2f} bits")
+print(f"share of outer pixels in these digits: {(x0_bits.abs() > 0.999).double().mean():.0%}")
+print(f"floor, closed form: {bound.decoder_floor_closed_form(x0_bits, sigma_1).mean():.3f} bits/dim; "
+      f"through the model's code path: {decoder_floor_bpd(schedule, x_test[:100]):.3f}")
+
+# %% [markdown]
+# So 0.65 of the 1.60 bits/dim is the price of the fixed $\sigma_1$ for a perfect noise predictor; the shipped
+# network's own errors add the rest of the decoder term. It is a floor for models that get the mean right, not
+# for every model: the outer bins reach $\pm\infty$, so a mean *beyond* the outer level pays less there:
+
+# %%
+overshoot = torch.where(x0_bits < -0.999, x0_bits - 3 * sigma_1, torch.where(x0_bits > 0.999, x0_bits + 3 * sigma_1, x0_bits))
+print(f"perfect mean, moved 3 sigma_1 beyond the outer levels on outer pixels: {bound.decoder_bpd(x0_bits, overshoot, sigma_1).mean():.3f} bits/dim")
+
+# %% [markdown]
+# The noise-prediction loss never asks for that (it wants $\hat x_0 = x_0$), but the bound would reward it.
+#
+# **What a learned variance would change.** Nichol & Dhariwal 2021 (*Improved denoising diffusion probabilistic
+# models*, arXiv:2102.09672, section 3.1) let the network output $\Sigma_\theta$, an interpolation between $\beta_t$ and
+# $\tilde\beta_t$ per dimension, trained on the bound. Two things it can change, measured here without training:
+#
+# 1. *The decoder's width.* The best single $\sigma$ for the shipped model's means, and the floor at each $\sigma$:
+
+# %%
+sigmas = torch.logspace(-3, -1, 81, dtype=torch.float64)  # decoder std from 0.001 to 0.1
+model_bits = torch.stack([bound.decoder_bpd(x0_bits, decoder_mean, s.item()).mean() for s in sigmas])
+floor_bits = torch.stack([bound.decoder_floor_closed_form(x0_bits, s.item()).mean() for s in sigmas])
+best = int(model_bits.argmin())
+print(f"best scalar sigma {sigmas[best]:.4f} ({sigmas[best] / sigma_1:.2f} sigma_1): decoder {model_bits[best]:.3f} bits/dim, "
+      f"floor there {floor_bits[best]:.3f}")
+plt.figure(figsize=(5, 3))
+plt.semilogx(sigmas, model_bits, label="shipped model's means"); plt.semilogx(sigmas, floor_bits, "--", label="perfect means (floor)")
+plt.axvline(sigma_1, color="k", lw=0.8, label="fixed sigma_1"); plt.xlabel("decoder sigma"); plt.ylabel("L_0 [bits/dim]")
+plt.legend(fontsize=8); plt.show()
+
+# %% [markdown]
+# A narrower decoder saves only a few hundredths of a bit: below $\sigma \approx 0.006$ the network's own errors
+# cost more than the narrower bins save. A variance that differs between pixels, as Nichol & Dhariwal's does,
+# could go further where the mean is sure (the black background); how far needs a trained model.
+#
+# 2. *The other fixed choice.* Ho et al. (section 3.2) tried $\sigma_t^2 = \beta_t$ and $\sigma_t^2 = \tilde\beta_t$ and found
+# similar samples. The bound is not indifferent: for a perfect mean, $L_{t-1} = \tfrac12(r - 1 - \ln r)$ per dimension with
+# $r = \tilde\beta_t/\sigma_t^2$, zero for $\tilde\beta_t$ and positive for $\beta_t$ (`bound.variance_excess_bpd`):
+
+# %%
+excess = bound.variance_excess_bpd(schedule, "fixed_large")  # (T,) bits/dim per term
+print(f"sigma_t^2 = beta_t instead of beta_tilde_t: +{excess.sum():.2f} bits/dim for a perfect mean, "
+      f"{excess[1:3].sum() / excess.sum():.0%} of it in the first two terms L_1, L_2")
+ratio = schedule.beta_tilde / schedule.beta  # (T,)
+print(f"beta_tilde / beta at paper t = 2, 3, 10, 100: {', '.join(f'{ratio[t]:.2f}' for t in (1, 2, 9, 99))}")
+
+# %% [markdown]
+# Near $t = 1$, $\tilde\beta_t$ is well below $\beta_t$, and that is where the bound is decided: Nichol & Dhariwal's
+# learned $\Sigma_\theta$ is free to follow $\tilde\beta_t$ there and to move between the two elsewhere.
+
+# %% [markdown]
 # ## 6. Thermodynamics
 #
 # **The prior is a Boltzmann distribution.** The forward drift $-\tfrac12\beta x = -\tfrac12\beta\,\nabla U$ comes
@@ -380,7 +489,8 @@ plt.semilogy(ts, kl); plt.xlabel("t"); plt.ylabel("KL(p_t || p_eq) [nats]"); plt
 # function $Z$, an integral over all of space: hopeless for images. The score does not:
 # $\nabla\log p = \nabla\log\varphi - \nabla\log Z = \nabla\log\varphi$, since $Z$ does not depend on $x$. Every
 # sampler above (Langevin, reverse SDE, ODE) uses only the score, which is why a network can learn it
-# by denoising without ever normalising. Checked with autograd on the toy's unnormalised $\varphi = 7\,p$:
+# by denoising without ever normalising (notebook 1 shows the other way around $Z$, Sohl-Dickstein et al.'s: a chain
+# of normalised Gaussian steps, and what a grid for $Z$ would cost). Checked with autograd on the toy's unnormalised $\varphi = 7\,p$:
 
 # %%
 x_check = torch.linspace(-1, 1, 9, dtype=torch.float64)[:, None].requires_grad_(True)

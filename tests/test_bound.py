@@ -162,3 +162,64 @@ def test_variational_bound_passes_labels_and_checks_the_model_output():
     assert len(seen) == 20 and all(v is y for v in seen)
     with pytest.raises(ValueError, match="shape"):
         variational_bound(lambda x_t, t: x_t[:, :1], s, x0)
+
+
+# --- What the fixed variances cost -------------------------------------------------------
+
+
+def test_decoder_bpd_at_sigma_1_is_the_decoder_term():
+    """decoder_bpd with the schedule's sigma_1 is vb_term_bpd's t = 0 row (the same eq. 13)."""
+    from course_ddpm.bound import decoder_bpd
+    from course_ddpm.reverse import log_sigma2
+
+    schedule = linear_schedule(1000)
+    x0 = quantize(MIXTURE.sample((4, 1, 3, 3), torch.Generator().manual_seed(0)))
+    t = torch.zeros(4, dtype=torch.long)
+    x_1 = q_sample(schedule, x0, t, torch.randn(x0.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
+    eps_pred = 0.9 * MIXTURE.optimal_eps(schedule, x_1, t)  # an imperfect model
+    mean = p_mean_variance(schedule, x_1, t, eps_pred).mean
+    sigma_1 = log_sigma2(schedule, "fixed_small")[0].exp().sqrt()
+    torch.testing.assert_close(decoder_bpd(x0, mean, sigma_1), vb_term_bpd(schedule, x0, x_1, t, eps_pred))
+    # a perfect mean with a tiny sigma pays almost nothing; a wide sigma pays more
+    assert decoder_bpd(x0, x0, 1e-4).max() < 1e-6
+    assert decoder_bpd(x0, x0, 0.1).min() > decoder_bpd(x0, x0, 0.01).max()
+    with pytest.raises(ValueError, match="positive"):
+        decoder_bpd(x0, x0, 0.0)
+
+
+def test_decoder_floor_closed_form_matches_the_evaluation_code():
+    """Exact Phi in closed form against evaluation.decoder_floor_bpd (tanh Phi, the model's code path)."""
+    from course_ddpm.bound import decoder_floor_closed_form
+    from course_ddpm.evaluation import decoder_floor_bpd
+    from course_ddpm.reverse import log_sigma2
+
+    schedule = linear_schedule(1000)
+    levels = LEVELS[torch.randint(0, 256, (3, 1, 8, 8), generator=torch.Generator().manual_seed(2))]
+    x0 = torch.where(torch.rand(levels.shape, generator=torch.Generator().manual_seed(3)) < 0.5, -1.0, levels)
+    sigma_1 = log_sigma2(schedule, "fixed_small")[0].exp().sqrt().item()
+    closed = decoder_floor_closed_form(x0, sigma_1).mean().item()
+    assert closed == pytest.approx(decoder_floor_bpd(schedule, x0), abs=2e-3)  # tanh Phi is off by <= 2e-4
+    # a single background pixel: -log2 Phi(h / sigma); a single inner pixel: -log2(2 Phi(h / sigma) - 1)
+    phi = 0.5 * (1 + math.erf(1 / 255 / sigma_1 / math.sqrt(2)))
+    background, inner = torch.full((1, 1), -1.0, dtype=torch.float64), torch.full((1, 1), 1 / 127.5 - 1, dtype=torch.float64)
+    assert decoder_floor_closed_form(background, sigma_1).item() == pytest.approx(-math.log2(phi))
+    assert decoder_floor_closed_form(inner, sigma_1).item() == pytest.approx(-math.log2(2 * phi - 1))
+    assert decoder_floor_closed_form(background, 10.0).item() < 1.0  # a background pixel never costs a bit
+
+
+def test_variance_excess_is_zero_for_beta_tilde_and_the_bound_difference_for_beta():
+    """fixed_large minus fixed_small, term by term, for a model whose mean is exact (eps_pred = eps)."""
+    from course_ddpm.bound import variance_excess_bpd
+
+    schedule = linear_schedule(50, rescale=True)
+    assert variance_excess_bpd(schedule, "fixed_small").abs().max() < 1e-12
+    excess = variance_excess_bpd(schedule, "fixed_large")  # (T,)
+    assert excess[0] == 0 and bool((excess[1:] > 0).all())
+    x0 = quantize(MIXTURE.sample((2, 1, 2, 2), torch.Generator().manual_seed(4)))
+    t = torch.arange(50).repeat_interleave(2)  # (100,) every step for both examples
+    x0_rep = x0.repeat(50, 1, 1, 1)
+    eps = torch.randn(x0_rep.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    x_t = q_sample(schedule, x0_rep, t, eps)
+    small = vb_term_bpd(schedule, x0_rep, x_t, t, eps, "fixed_small")
+    large = vb_term_bpd(schedule, x0_rep, x_t, t, eps, "fixed_large")
+    torch.testing.assert_close(large - small, excess[t])

@@ -120,3 +120,16 @@ def test_sampler_tradeoff_one_line_per_eta_and_ddpm_markers():
         plot_curves.sampler_tradeoff(rows, fid_key="fid_common_n")
     with pytest.raises(ValueError, match="empty"):
         plot_curves.sampler_tradeoff([])
+
+
+def test_decoder_bins_shades_the_pixel_bin_in_every_panel():
+    import matplotlib.pyplot as plt
+
+    from course_ddpm.plot_curves import decoder_bins
+
+    fig = decoder_bins([(-1.0, -0.998, "background"), (1 / 127.5 - 1 + 0.4, 0.405, "ink")], sigma=0.0074)
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        assert len(ax.collections) == 1  # the shaded bin
+        assert len(ax.get_lines()) > 3  # the curve, the bin edges and x0
+    plt.close(fig)

@@ -251,3 +251,40 @@ def test_correlated_gaussian_denoiser_is_tweedie_of_its_noised_density():
     near = x[(x[:, 0] - 1.5).abs() < 0.02, 1]  # draws with x_1 close to 1.5
     assert float(mean) == pytest.approx(near.mean().item(), abs=0.03)
     assert float(cov) == pytest.approx(near.var().item(), rel=0.1)
+
+
+def test_x0_law_from_standard_normal_start_matches_the_ddpm_sampler():
+    """The closed form against Ho et al.'s Algorithm 2 run with the exact denoiser of N(m, s^2)."""
+    import warnings
+
+    from course_ddpm.sampling import sample
+    from course_ddpm.toy import x0_law_from_standard_normal_start
+
+    m, s = 3.0, 1.5
+    assert x0_law_from_standard_normal_start(m, s, 0.0) == (m, s)  # pure noise at T: no bias
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # linear T=300 keeps signal in x_T: the point of the test
+        schedule = linear_schedule(300)
+    data = GaussianMixture.gaussian(m, s)
+    n = 20_000
+    x = sample(data.eps_model(schedule), schedule, (n, 1), sampler="ddpm", clip_x0=False, dtype=torch.float64,
+               progress=False, generator=torch.Generator().manual_seed(0)).samples  # fmt: skip
+    mean, std = x0_law_from_standard_normal_start(m, s, schedule.alpha_bar[-1].item())
+    assert m - mean > 0.2  # the bias is large here ...
+    assert x.mean().item() == pytest.approx(mean, abs=4 * std / math.sqrt(n))  # ... and the formula predicts it
+    assert x.std().item() == pytest.approx(std, rel=0.03)  # Algorithm 2's beta_tilde steps: a slightly narrow chain
+    # started from the right q(x_T) instead, the same chain has no bias: the start is the cause
+    x_T = q_sample(schedule, data.sample((n, 1), torch.Generator().manual_seed(1)), full_t(299, n),
+                   torch.randn(n, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(2)))  # fmt: skip
+    y = sample(data.eps_model(schedule), schedule, (n, 1), sampler="ddpm", clip_x0=False, x_T=x_T, progress=False,
+               generator=torch.Generator().manual_seed(3)).samples  # fmt: skip
+    assert y.mean().item() == pytest.approx(m, abs=4 * s / math.sqrt(n))
+
+
+def test_x0_law_from_standard_normal_start_rejects_bad_arguments():
+    from course_ddpm.toy import x0_law_from_standard_normal_start
+
+    with pytest.raises(ValueError, match="alpha_bar_T"):
+        x0_law_from_standard_normal_start(0.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="std"):
+        x0_law_from_standard_normal_start(0.0, 0.0, 0.5)
