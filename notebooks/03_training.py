@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 3 · Training a noise predictor
 #
-# **Runtime:** about 2 min on 2 CPU cores (measured with `jupyter nbconvert --execute`; most of it is
+# **Runtime:** about 35 s on 2 CPU cores (measured with `jupyter nbconvert --execute`; most of it is
 # the short training run of section 5; several times longer when other programs compete for the cores).
 #
 # A diffusion model is trained by a strikingly simple recipe: noise a real image to a random step
