@@ -218,13 +218,22 @@ def decoder_floor_closed_form(x0: torch.Tensor, sigma: float) -> torch.Tensor:
         ``(B,)`` bits per dimension.
     """
     check_float("x0", x0)
+    outer, inner = perfect_mean_pixel_bits(sigma)
+    edge = x0.abs() > 0.999  # (B, ...) pixels at -1 or +1
+    bits = torch.where(edge, outer, inner).to(x0.dtype)  # (B, ...)
+    return _mean_over_dims(bits)
+
+
+def perfect_mean_pixel_bits(sigma: float) -> tuple[float, float]:
+    """Bits one pixel costs a perfect decoder mean of std ``sigma``: ``(outer, inner)`` (Ho et al. eq. 13).
+
+    outer = -log2 Phi(h / sigma) for x_0 = -1 or +1 (the bin reaches -inf or +inf), inner =
+    -log2(2 Phi(h / sigma) - 1) for the other levels; h = 1/255 is the half bin width.
+    """
     if not sigma > 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
-    h = 1.0 / 255.0
-    phi = 0.5 * (1.0 + math.erf(h / sigma / math.sqrt(2.0)))  # Phi(h / sigma)
-    edge = x0.abs() > 0.999  # (B, ...) pixels at -1 or +1
-    bits = torch.where(edge, -math.log2(phi), -math.log2(2.0 * phi - 1.0)).to(x0.dtype)  # (B, ...)
-    return _mean_over_dims(bits)
+    phi = 0.5 * (1.0 + math.erf(1.0 / 255.0 / sigma / math.sqrt(2.0)))  # Phi(h / sigma)
+    return -math.log2(phi), -math.log2(2.0 * phi - 1.0)
 
 
 def variance_excess_bpd(schedule: Schedule, variance_type: VarianceType) -> torch.Tensor:

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 5 · The physics of diffusion: Langevin dynamics, SDEs, the probability-flow ODE, likelihoods
 #
-# **Runtime:** about 1 min on 2 CPU cores.
+# **Runtime:** about 40 s on 2 CPU cores.
 #
 # Diffusion models were introduced by analogy with non-equilibrium thermodynamics
 # (Sohl-Dickstein et al. 2015). This notebook makes the analogy exact and computes every step of it,
@@ -392,9 +392,9 @@ plt.show()
 # (`bound.decoder_floor_closed_form`; `evaluation.decoder_floor_bpd` gets it through the model's code path):
 
 # %%
-h = 1 / 255
-print(f"outer pixel (x0 = -1 or 1): -log2 Phi(h/sigma_1) = {-math.log2(0.5 * (1 + math.erf(h / sigma_1 / math.sqrt(2)))):.2f} bits; "
-      f"inner pixel: -log2(2 Phi - 1) = {-math.log2(math.erf(h / sigma_1 / math.sqrt(2))):.2f} bits")
+outer_bits, inner_bits = bound.perfect_mean_pixel_bits(sigma_1)
+print(f"outer pixel (x0 = -1 or 1): -log2 Phi(h/sigma_1) = {outer_bits:.2f} bits; "
+      f"inner pixel: -log2(2 Phi - 1) = {inner_bits:.2f} bits")
 print(f"share of outer pixels in these digits: {(x0_bits.abs() > 0.999).double().mean():.0%}")
 print(f"floor, closed form: {bound.decoder_floor_closed_form(x0_bits, sigma_1).mean():.3f} bits/dim; "
       f"through the model's code path: {decoder_floor_bpd(schedule, x_test[:100]):.3f}")

@@ -223,3 +223,18 @@ def test_variance_excess_is_zero_for_beta_tilde_and_the_bound_difference_for_bet
     small = vb_term_bpd(schedule, x0_rep, x_t, t, eps, "fixed_small")
     large = vb_term_bpd(schedule, x0_rep, x_t, t, eps, "fixed_large")
     torch.testing.assert_close(large - small, excess[t])
+
+
+def test_perfect_mean_pixel_bits_against_scipy_normal_cdf():
+    from scipy.stats import norm
+
+    from course_ddpm.bound import perfect_mean_pixel_bits
+
+    for sigma in (0.001, 0.0074, 0.05):
+        outer, inner = perfect_mean_pixel_bits(sigma)
+        h = 1 / 255
+        assert outer == pytest.approx(-math.log2(norm.cdf(h / sigma)), rel=1e-12)
+        assert inner == pytest.approx(-math.log2(norm.cdf(h / sigma) - norm.cdf(-h / sigma)), rel=1e-10)
+        assert outer < 1.0 < inner or sigma < 0.002  # a wide Gaussian: an edge pixel costs under a bit
+    with pytest.raises(ValueError, match="positive"):
+        perfect_mean_pixel_bits(0.0)

@@ -122,6 +122,11 @@ class Exercise:
         return CheckResult(False, f"{FAIL} {self.name}: {message}")
 
 
+def flat_parameters(module: torch.nn.Module) -> torch.Tensor:
+    """All of a module's parameters as one detached vector, for comparing weights after an update."""
+    return torch.cat([p.detach().reshape(-1) for p in module.parameters()])
+
+
 def randn(*shape: int, seed: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Standard normal inputs of a case, from their own seeded generator (the global stream is left alone)."""
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from course_ddpm.data import from_pixels
-from course_ddpm.exercises._check import Case, Exercise, Mistake, randn
+from course_ddpm.exercises._check import Case, Exercise, Mistake, flat_parameters, randn
 from course_ddpm.forward import q_sample
 from course_ddpm.schedules import broadcast, linear_schedule
 from course_ddpm.training_step import Batch, diffusion_loss, ema_update
@@ -116,8 +116,7 @@ def _pair(seed: int) -> tuple[nn.Module, nn.Module]:
 def _run_ema(fn, args):
     ema_model, model, decay = args
     fn(ema_model, model, decay)
-    flat = lambda m: torch.cat([p.detach().reshape(-1) for p in m.parameters()])  # noqa: E731
-    return flat(ema_model), flat(model)
+    return flat_parameters(ema_model), flat_parameters(model)
 
 
 def _ema_cases() -> list[Case]:

@@ -16,7 +16,7 @@ import dataclasses
 
 import torch
 
-from course_ddpm.exercises._check import Case, Exercise, Mistake, randn
+from course_ddpm.exercises._check import Case, Exercise, Mistake, flat_parameters, randn
 from course_ddpm.mlp import MLPConfig
 from course_ddpm.playground import PLAYGROUND_CONFIG, draw, start, train_steps
 from course_ddpm.schedules import cosine_schedule, linear_schedule
@@ -46,14 +46,10 @@ def _step_cases() -> list[Case]:
         torch.random.set_rng_state(state)  # leave the notebook's random stream as it was
 
 
-def _flat(module: torch.nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in module.parameters()])
-
-
 def _run_step(fn, args):
     state = args[0]
     loss = fn(*args)
-    return loss, _flat(state.model), _flat(state.ema_model), state.step
+    return loss, flat_parameters(state.model), flat_parameters(state.ema_model), state.step
 
 
 def _step(state, batch, schedule, config, *, model_x=False, target=None, alpha=None, sqrt=True, reduce="mean",
